@@ -31,5 +31,6 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     """Open ``path`` for writing through a temporary file (text mode uses '\\n' line ends)."""
     with atomic_path(path) as temporary:
         newline = None if "b" in mode else "\n"
-        with open(temporary, mode, newline=newline) as handle:
+        encoding = None if "b" in mode else "utf-8"
+        with open(temporary, mode, newline=newline, encoding=encoding) as handle:
             yield handle

@@ -45,7 +45,7 @@ def make_parser(description: str) -> argparse.ArgumentParser:
 
 
 def run(main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
-    """Parse arguments, run ``main`` and turn a VirNucProError into a one-line message and exit code 1."""
+    """Parse arguments, run ``main`` and turn a VirNucProError into a one-line message and its exit code."""
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
@@ -56,5 +56,5 @@ def run(main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentPar
         main(args)
     except VirNucProError as error:
         print(f"ERROR [{parser.prog}] {error}", file=sys.stderr)
-        return 1
+        return error.exit_code
     return 0

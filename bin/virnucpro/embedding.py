@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from .atomic import atomic_path
-from .errors import InputError, VirNucProError
+from .errors import GpuOutOfMemoryError, InputError, VirNucProError
 
 log = logging.getLogger("virnucpro")
 
@@ -89,11 +89,12 @@ def embed_in_batches(
     dim: int,
     progress: bool,
     description: str,
+    source: str = "input",
 ) -> np.ndarray:
     """Run ``embed_batch`` over every batch and place its rows at the batch's indices.
 
     On CUDA out-of-memory a batch is split in half and retried; a single sequence that still
-    does not fit is an error naming it.
+    does not fit is a GpuOutOfMemoryError naming ``source`` (the input file).
     """
     result = np.empty((count, dim), dtype=np.float32)
     pending = list(reversed(batches))
@@ -105,7 +106,10 @@ def embed_in_batches(
             except torch.cuda.OutOfMemoryError:
                 torch.cuda.empty_cache()
                 if len(batch) == 1:
-                    raise
+                    raise GpuOutOfMemoryError(
+                        f"{source}: CUDA out of memory on a single sequence even alone in its batch; "
+                        "free GPU memory, use a larger GPU, or lower --batch-tokens"
+                    ) from None
                 half = len(batch) // 2
                 log.warning("CUDA out of memory on a batch of %d; retrying as two of %d and %d", len(batch), half, len(batch) - half)
                 pending.extend([batch[half:], batch[:half]])
@@ -124,13 +128,14 @@ class Embeddings:
 
 def write_embeddings(path: str | Path, ids: Sequence[str], vectors: np.ndarray, attributes: Mapping[str, object]) -> None:
     """Write ``ids`` and float32 ``vectors`` (N x D) to an HDF5 file, atomically and reproducibly."""
-    if len(ids) != len(vectors):
-        raise ValueError(f"{len(ids)} ids but {len(vectors)} embeddings")
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or len(ids) != len(vectors):
+        raise ValueError(f"{len(ids)} ids but embeddings of shape {vectors.shape}")
     with atomic_path(path) as temporary:
         # track_order and fixed (absent) timestamps keep the bytes identical between runs
         with h5py.File(temporary, "w", track_order=True) as handle:
             handle.create_dataset("ids", data=np.array(list(ids), dtype=object), dtype=h5py.string_dtype("utf-8"), track_times=False)
-            handle.create_dataset("embeddings", data=np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1), track_times=False)
+            handle.create_dataset("embeddings", data=vectors, track_times=False)
             for key, value in attributes.items():
                 handle.attrs[key] = value
 

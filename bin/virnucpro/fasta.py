@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,6 @@ GZIP_MAGIC = b"\x1f\x8b"
 IUPAC_NUCLEOTIDES = frozenset("ACGTUNRYSWKMBDHV")
 # Letters that are amino acids but never nucleotide codes: their presence means a protein FASTA.
 PROTEIN_ONLY_LETTERS = frozenset("EFILPQ")
-_WHITESPACE = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
@@ -79,7 +77,7 @@ def _make_record(path: str | Path, header: str, line: int, parts: list[str]) -> 
     if "\t" in identifier:
         identifier, _, rest = identifier.partition("\t")
         description = f"{rest} {description}".strip()
-    return FastaRecord(identifier, description.strip(), _WHITESPACE.sub("", "".join(parts)), line)
+    return FastaRecord(identifier, description.strip(), "".join("".join(parts).split()), line)
 
 
 def nucleotide_problem(sequence: str) -> str | None:

@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""Score the frames of one shard with the VirNucPro MLP classifier (DNABERT-S + ESM-2 features)."""
+
+import sys
+
+from virnucpro import cli
+from virnucpro.classifier import check_input_dim, format_predictions, join_features, load_classifier, predict
+from virnucpro.embedding import read_embeddings, resolve_device
+from virnucpro.summary import write_utf8
+
+
+def build_parser():
+    parser = cli.make_parser(__doc__)
+    parser.add_argument("--dnabert", required=True, help="DNABERT-S embeddings of the shard's frames (HDF5 from embed_dnabert.py)")
+    parser.add_argument("--esm", required=True, help="ESM-2 embeddings of the same frames (HDF5 from embed_esm.py)")
+    parser.add_argument("--classifier", required=True, help="classifier: the original pickled MLPClassifier (.pth), a state dict (.pth/.pt) or .safetensors")
+    parser.add_argument("--out", required=True, help="predictions TSV: Sequence_ID, Prediction, score1 (others), score2 (virus)")
+    parser.add_argument("--device", default="auto", help="auto (first CUDA GPU, else CPU), cpu, cuda or cuda:N")
+    return parser
+
+
+def main(args) -> None:
+    device = resolve_device(args.device)
+    model = load_classifier(args.classifier)
+    dnabert, esm = read_embeddings(args.dnabert), read_embeddings(args.esm)
+    check_input_dim(model, args.classifier, dnabert, esm)
+    features = join_features(dnabert, esm, args.dnabert, args.esm)
+    predictions = predict(model, dnabert.ids, features, device)
+    write_utf8(args.out, format_predictions(predictions))
+    cli.log.info("scored %d frames from %s", len(predictions), args.dnabert)
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main, build_parser()))

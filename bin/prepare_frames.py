@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Chunk a nucleotide FASTA as the original VirNucPro, translate each chunk in six frames, keep the
+frames without a stop codon and write them as token-balanced shards for the embedding stages."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from virnucpro import cli, prepare
+from virnucpro.atomic import atomic_open
+
+log = logging.getLogger("virnucpro")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.make_parser(__doc__)
+    parser.add_argument("--fasta", required=True, help="input nucleotide FASTA, plain or gzip-compressed")
+    parser.add_argument(
+        "--chunk-size", required=True, type=positive_int, help="chunk length in bp (300 or 500 for the published models)"
+    )
+    parser.add_argument(
+        "--prefix", required=True, help="output prefix P: writes P.0001.fna/.faa ..., P.shards.tsv, P.sequences.tsv"
+    )
+    parser.add_argument("--shard-size", type=positive_int, default=500000, help="most frames in one shard")
+    parser.add_argument(
+        "--rename-duplicates", action="store_true",
+        help="rename a record whose ID an earlier record has to ID_dupN (smallest free N) instead of failing",
+    )
+    parser.add_argument(
+        "--skip-invalid", action="store_true",
+        help="record empty or non-nucleotide sequences as invalid in P.sequences.tsv instead of failing",
+    )
+    parser.add_argument("--metrics", help="write timings and counts to this JSON file")
+    return parser
+
+
+def main(args: argparse.Namespace) -> None:
+    started = time.perf_counter()
+    summary = prepare.prepare(
+        args.fasta, args.chunk_size, args.prefix, args.shard_size, args.rename_duplicates, args.skip_invalid
+    )
+    seconds = time.perf_counter() - started
+    log.info(
+        "%d sequences (%d bp) -> %d frames (%d ESM tokens) in %d shards, %.1f s",
+        summary.records, summary.bases, summary.frames, summary.tokens, summary.shards, seconds,
+    )
+    if args.metrics:
+        metrics = {
+            "stage": "prepare_frames",
+            "name": Path(args.prefix).name,
+            "items": summary.frames,
+            "tokens": summary.tokens,
+            "seconds": seconds,
+            "load_seconds": None,
+            "device": "cpu",
+            "precision": None,
+            "peak_gpu_memory_bytes": None,
+        }
+        with atomic_open(args.metrics) as handle:
+            json.dump(metrics, handle, indent=2)
+            handle.write("\n")
+
+
+if __name__ == "__main__":
+    parser = build_parser()
+    sys.exit(cli.run(main, parser))

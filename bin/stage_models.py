@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""Stage the DNABERT-S, ESM-2 and classifier models into one directory and write models.json."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from virnucpro import cli, staging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = cli.make_parser(__doc__)
+    parser.add_argument("--outdir", required=True, type=Path, help="directory for fetched models, checksums.sha256 and models.json (reused when it exists)")
+    parser.add_argument("--chunk-size", type=int, required=True, choices=staging.CHUNK_SIZES, help="chunk length the classifier must have been trained on")
+    parser.add_argument("--dnabert", default=staging.DEFAULT_DNABERT, help="DNABERT-S: Hugging Face model ID or a local model directory (used in place)")
+    parser.add_argument("--esm", default=staging.DEFAULT_ESM, help="ESM-2: fair-esm model name or a local .pt file (used in place; its -contact-regression.pt beside it)")
+    parser.add_argument("--classifier", help="classifier: a local file (used in place) or an http(s) URL; default: the published {chunk}_model.pth")
+    parser.add_argument("--tiny", action="store_true", help="generate seeded tiny models in the real formats instead (for tests); ignores the model options")
+    return parser
+
+
+def main(args: argparse.Namespace) -> None:
+    args.outdir.mkdir(parents=True, exist_ok=True)
+    if args.tiny:
+        entries = staging.stage_tiny(args.outdir)
+    else:
+        entries = staging.stage_models(args.outdir, args.chunk_size, args.dnabert, args.esm, args.classifier)
+    staging.write_models_json(args.outdir, entries)
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main, build_parser()))

@@ -1,0 +1,430 @@
+"""Per-sample results: gathers the shards' predictions, checks that every frame was scored once,
+and calls each input sequence from its chunks' scores."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .atomic import atomic_open
+from .errors import InputError, VirNucProError
+from .fasta import open_text, read_fasta
+
+# The per-frame predictions file, as the original's prediction_results.txt (written by classifier.py)
+PREDICTION_HEADER = "Sequence_ID\tPrediction\tscore1\tscore2\n"
+LABELS = ("others", "virus")  # class index -> label
+DEFAULT_THRESHOLD = 0.5
+FASTA_LINE_WIDTH = 60
+SHARD_COLUMNS = ("shard", "frames", "tokens", "first_id", "last_id")
+SEQUENCE_COLUMNS = ("record", "sequence_id", "input_id", "length", "chunks", "frames", "status", "reason")
+CALL_COLUMNS = (
+    "sample", "sequence_id", "input_id", "length", "chunks", "chunks_scored", "frames_scored", "viral_chunks",
+    "viral_chunk_fraction", "max_chunk_score", "mean_chunk_score", "call", "status", "reason",
+)
+STATUSES = ("scored", "no_open_frame", "invalid")
+CALLS = ("virus", "non-virus")
+
+
+def call_rule(threshold: float) -> str:
+    """The call rule in words, for summary.json and the report."""
+    return (
+        "A chunk's virus score is the highest virus probability (score2) among its open reading frames; "
+        "a chunk is viral when that score is at least its highest non-virus probability (score1), the "
+        f"original VirNucPro rule. A sequence is called virus when the mean virus score of its scored "
+        f"chunks is at least {threshold:g}, otherwise non-virus; sequences without any scored frame get no call."
+    )
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_tsv(path: str | Path, columns: Sequence[str]) -> list[dict[str, str]]:
+    """Rows of a tab-separated file with a header line that names at least ``columns``."""
+    with open_text(path) as handle:
+        lines = [line.rstrip("\r\n") for line in handle]
+    if not lines:
+        raise InputError(path, "empty file: expected a header line")
+    header = lines[0].split("\t")
+    missing = [column for column in columns if column not in header]
+    if missing:
+        raise InputError(path, f"header lacks column(s) {', '.join(missing)}")
+    rows = []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line:
+            continue
+        values = line.split("\t")
+        if len(values) != len(header):
+            raise InputError(path, f"line {number} has {len(values)} fields, the header {len(header)}")
+        rows.append(dict(zip(header, values)))
+    return rows
+
+
+def parse_int(path: str | Path, value: str, what: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise InputError(path, f"{what} {value!r} is not an integer") from None
+
+
+@dataclass(frozen=True)
+class Shard:
+    name: str
+    frames: int
+    first_id: str
+    last_id: str
+
+
+@dataclass(frozen=True)
+class SequenceEntry:
+    record: int
+    sequence_id: str
+    input_id: str
+    length: int
+    chunks: int
+    frames: int
+    status: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Prediction:
+    frame_id: str
+    line: str  # the row as read, written back unchanged
+    others: np.float32
+    virus: np.float32
+
+
+def read_shards(path: str | Path) -> list[Shard]:
+    shards = []
+    for row in read_tsv(path, SHARD_COLUMNS):
+        frames = parse_int(path, row["frames"], f"shard {row['shard']} frame count")
+        shards.append(Shard(row["shard"], frames, row["first_id"], row["last_id"]))
+    return shards
+
+
+def read_sequences(path: str | Path) -> list[SequenceEntry]:
+    entries = []
+    for row in read_tsv(path, SEQUENCE_COLUMNS):
+        if row["status"] not in ("pending", "no_open_frame", "invalid"):
+            raise InputError(path, f"unknown status {row['status']!r}", row["sequence_id"])
+        entries.append(
+            SequenceEntry(
+                record=parse_int(path, row["record"], "record"),
+                sequence_id=row["sequence_id"],
+                input_id=row["input_id"],
+                length=parse_int(path, row["length"], "length"),
+                chunks=parse_int(path, row["chunks"], "chunk count"),
+                frames=parse_int(path, row["frames"], "frame count"),
+                status=row["status"],
+                reason=row["reason"],
+            )
+        )
+    return entries
+
+
+def read_predictions(path: str | Path) -> list[Prediction]:
+    with open_text(path) as handle:
+        lines = [line.rstrip("\r\n") for line in handle]
+    if not lines or lines[0] != PREDICTION_HEADER.rstrip("\n"):
+        raise InputError(path, "not a predictions file: the header must be " + PREDICTION_HEADER.rstrip("\n").replace("\t", " "))
+    predictions = []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line:
+            continue
+        fields = line.split("\t")
+        if len(fields) != 4 or fields[1] not in LABELS:
+            raise InputError(path, f"line {number} is not 'Sequence_ID, Prediction, score1, score2'")
+        try:
+            others, virus = np.float32(fields[2]), np.float32(fields[3])
+        except ValueError:
+            raise InputError(path, f"line {number} has a score that is not a number", fields[0]) from None
+        predictions.append(Prediction(fields[0], line, others, virus))
+    return predictions
+
+
+# ---------------------------------------------------------------- checking
+
+
+def predictions_by_shard(
+    shards: Sequence[Shard], prediction_files: Sequence[tuple[str, list[Prediction]]], shards_path: str | Path
+) -> list[tuple[str, list[Prediction]]]:
+    """Match each predictions file to its shard by first frame ID; (file, predictions) in shard order.
+
+    Every shard needs exactly one file holding exactly its frames (count, first and last ID).
+    """
+    shard_by_first = {shard.first_id: shard for shard in shards}
+    matched: dict[str, tuple[str, list[Prediction]]] = {}
+    for path, predictions in prediction_files:
+        if not predictions:
+            continue  # a header-only file scores no frame, so it cannot stand for any shard
+        shard = shard_by_first.get(predictions[0].frame_id)
+        if shard is None:
+            raise InputError(path, f"its first frame belongs to no shard of {shards_path}", predictions[0].frame_id)
+        if shard.name in matched:
+            raise InputError(path, f"shard {shard.name} already has predictions in {matched[shard.name][0]}")
+        if len(predictions) != shard.frames or predictions[-1].frame_id != shard.last_id:
+            raise InputError(
+                path,
+                f"shard {shard.name} has {shard.frames} frames ending at '{shard.last_id}' but the file holds "
+                f"{len(predictions)} predictions ending at '{predictions[-1].frame_id}' (incomplete or mixed up)",
+            )
+        matched[shard.name] = (path, predictions)
+    missing = [shard.name for shard in shards if shard.name not in matched]
+    if missing:
+        raise InputError(shards_path, f"no predictions for shard(s) {', '.join(missing)}")
+    return [matched[shard.name] for shard in shards]
+
+
+def sequence_of(frame_id: str) -> str:
+    return chunk_of(frame_id).rpartition("_chunk_")[0]
+
+
+def chunk_of(frame_id: str) -> str:
+    return frame_id[:-2]
+
+
+# ---------------------------------------------------------------- calling
+
+
+@dataclass
+class ChunkScores:
+    others: np.float32
+    virus: np.float32
+
+    @property
+    def viral(self) -> bool:
+        return bool(self.virus >= self.others)
+
+
+@dataclass
+class SequenceCall:
+    entry: SequenceEntry
+    frames_scored: int = 0
+    chunks: dict[str, ChunkScores] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return "scored" if self.entry.status == "pending" else self.entry.status
+
+    @property
+    def viral_chunks(self) -> int:
+        return sum(chunk.viral for chunk in self.chunks.values())
+
+    @property
+    def chunk_scores(self) -> list[float]:
+        return [float(chunk.virus) for chunk in self.chunks.values()]
+
+    @property
+    def mean_chunk_score(self) -> float | None:
+        scores = self.chunk_scores
+        return math.fsum(scores) / len(scores) if scores else None
+
+    def call(self, threshold: float) -> str:
+        mean = self.mean_chunk_score
+        if mean is None:
+            return ""
+        return "virus" if mean >= threshold else "non-virus"
+
+
+def chunk_maxima(predictions: Iterable[Prediction]) -> dict[str, ChunkScores]:
+    """Highest score1 and score2 of each chunk, in first-seen order."""
+    chunks: dict[str, ChunkScores] = {}
+    for prediction in predictions:
+        chunk = chunks.get(chunk_of(prediction.frame_id))
+        if chunk is None:
+            chunks[chunk_of(prediction.frame_id)] = ChunkScores(prediction.others, prediction.virus)
+        else:
+            chunk.others = max(chunk.others, prediction.others)
+            chunk.virus = max(chunk.virus, prediction.virus)
+    return chunks
+
+
+def call_sequences(
+    entries: Sequence[SequenceEntry], predictions: Iterable[tuple[str, Prediction]], sequences_path: str | Path
+) -> list[SequenceCall]:
+    """Attach each (file, prediction) to its sequence and check that each pending sequence got all its frames."""
+    calls = [SequenceCall(entry) for entry in entries]
+    by_id: dict[str, SequenceCall] = {}
+    for call in calls:
+        if call.entry.sequence_id in by_id:
+            raise InputError(sequences_path, "sequence ID listed twice", call.entry.sequence_id)
+        by_id[call.entry.sequence_id] = call
+    grouped: dict[str, list[Prediction]] = {}
+    for path, prediction in predictions:
+        sequence_id = sequence_of(prediction.frame_id)
+        if sequence_id not in by_id:
+            raise InputError(path, f"frame belongs to no sequence listed in {sequences_path}", prediction.frame_id)
+        grouped.setdefault(sequence_id, []).append(prediction)
+    for call in calls:
+        scored = grouped.get(call.entry.sequence_id, [])
+        expected = call.entry.frames if call.entry.status == "pending" else 0
+        if call.entry.status == "pending" and not scored:
+            raise VirNucProError(f"{sequences_path}: sequence '{call.entry.sequence_id}' is pending but no frame of it was scored")
+        if len(scored) != expected:
+            raise InputError(
+                sequences_path,
+                f"status {call.entry.status} with {expected} frames to score, but {len(scored)} frames were scored",
+                call.entry.sequence_id,
+            )
+        call.frames_scored = len(scored)
+        call.chunks = chunk_maxima(scored)
+    return calls
+
+
+# ---------------------------------------------------------------- writing
+
+
+def write_utf8(path: str | Path, text: str) -> None:
+    """Write ``text`` atomically as UTF-8 whatever the locale (IDs and the report may be non-ASCII)."""
+    with atomic_open(path, "wb") as handle:
+        handle.write(text.encode("utf-8"))
+
+
+def format_score(value: float | None) -> str:
+    return "" if value is None else f"{value:.6f}"
+
+
+def call_row(sample: str, call: SequenceCall, threshold: float) -> list[str]:
+    entry, scores = call.entry, call.chunk_scores
+    return [
+        sample, entry.sequence_id, entry.input_id, str(entry.length), str(entry.chunks), str(len(scores)),
+        str(call.frames_scored), str(call.viral_chunks),
+        format_score(call.viral_chunks / len(scores) if scores else None),
+        format_score(max(scores) if scores else None),
+        format_score(call.mean_chunk_score), call.call(threshold), call.status, entry.reason,
+    ]
+
+
+def format_calls(sample: str, calls: Sequence[SequenceCall], threshold: float) -> str:
+    lines = ["\t".join(CALL_COLUMNS)]
+    lines += ["\t".join(call_row(sample, call, threshold)) for call in calls]
+    return "\n".join(lines) + "\n"
+
+
+def format_prediction_results(predictions: Iterable[Prediction]) -> str:
+    return PREDICTION_HEADER + "".join(f"{prediction.line}\n" for prediction in predictions)
+
+
+def format_highest_scores(predictions: Iterable[Prediction]) -> str:
+    """The original's prediction_results_highestscore.csv: per chunk, max(score2) >= max(score1),
+    rows sorted by chunk ID as pandas groupby sorts, written as pandas to_csv(sep='\\t') does."""
+    chunks = chunk_maxima(predictions)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
+    writer.writerow(["Modified_ID", "Is_Virus"])
+    for chunk_id in sorted(chunks):
+        writer.writerow([chunk_id, str(chunks[chunk_id].viral)])
+    return buffer.getvalue()
+
+
+def header_lines(path: str | Path, line_numbers: set[int]) -> dict[int, str]:
+    """The header lines at ``line_numbers``, exactly as in the file (without the line end)."""
+    found: dict[int, str] = {}
+    if not line_numbers:
+        return found
+    with open_text(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            if number in line_numbers:
+                found[number] = line.rstrip("\r\n")
+                if len(found) == len(line_numbers):
+                    break
+    return found
+
+
+def wrap(sequence: str, width: int = FASTA_LINE_WIDTH) -> str:
+    return "".join(f"{sequence[start:start + width]}\n" for start in range(0, len(sequence), width))
+
+
+def format_viral_fasta(fasta_path: str | Path, calls: Sequence[SequenceCall], threshold: float) -> str:
+    """The input records called virus, unmodified, matched to sequences.tsv by record number."""
+    by_record = {call.entry.record: call for call in calls}
+    viral_records = []
+    count = 0
+    for count, record in enumerate(read_fasta(fasta_path), start=1):
+        call = by_record.get(count)
+        if call is None or call.entry.input_id != record.id:
+            listed = f"'{call.entry.input_id}'" if call else "nothing"
+            raise InputError(fasta_path, f"record {count} is not what sequences.tsv lists there ({listed}): not the input FASTA of this sample", record.id)
+        if call.call(threshold) == "virus":
+            viral_records.append(record)
+    if count != len(calls):
+        raise InputError(fasta_path, f"holds {count} records but sequences.tsv lists {len(calls)}: not the input FASTA of this sample")
+    headers = header_lines(fasta_path, {record.line for record in viral_records})
+    return "".join(f"{headers[record.line]}\n{wrap(record.sequence)}" for record in viral_records)
+
+
+def sample_summary(sample: str, calls: Sequence[SequenceCall], shards: int, threshold: float) -> dict:
+    statuses = Counter(call.status for call in calls)
+    outcomes = Counter(call.call(threshold) for call in calls)
+    return {
+        "sample": sample,
+        "threshold": threshold,
+        "call_rule": call_rule(threshold),
+        "shards": shards,
+        "sequences": len(calls),
+        "status": {status: statuses[status] for status in STATUSES},
+        "calls": {outcome: outcomes[outcome] for outcome in CALLS},
+        "chunks": sum(call.entry.chunks for call in calls),
+        "chunks_scored": sum(len(call.chunks) for call in calls),
+        "viral_chunks": sum(call.viral_chunks for call in calls),
+        "frames_scored": sum(call.frames_scored for call in calls),
+    }
+
+
+def check_threshold(threshold: float) -> None:
+    if not 0.0 <= threshold <= 1.0:
+        raise VirNucProError(f"--threshold {threshold}: must be a probability between 0 and 1")
+
+
+def check_sample_name(sample: str) -> None:
+    if not sample or any(character in sample for character in "\t\r\n"):
+        raise VirNucProError(f"--sample {sample!r}: must be non-empty without tabs or line breaks")
+
+
+def summarize(
+    sample: str,
+    prediction_paths: Sequence[str],
+    shards_path: str,
+    sequences_path: str,
+    fasta_path: str,
+    outdir: str | Path,
+    threshold: float = DEFAULT_THRESHOLD,
+    stage_metrics: Mapping[str, object] | None = None,
+) -> dict:
+    """Check and combine one sample's predictions, then write its result files into ``outdir``.
+
+    Everything is checked before the first file is written, so a failure leaves no results.
+    """
+    check_sample_name(sample)
+    check_threshold(threshold)
+    shards = read_shards(shards_path)
+    entries = read_sequences(sequences_path)
+    files = [(path, read_predictions(path)) for path in prediction_paths]
+    ordered = predictions_by_shard(shards, files, shards_path)
+    tagged = [(path, prediction) for path, predictions in ordered for prediction in predictions]
+    calls = call_sequences(entries, tagged, sequences_path)
+    all_predictions = [prediction for _, prediction in tagged]
+    viral_fasta = format_viral_fasta(fasta_path, calls, threshold)
+    summary = sample_summary(sample, calls, len(shards), threshold)
+    if stage_metrics is not None:
+        summary["stages"] = stage_metrics
+
+    outdir = Path(outdir)
+    outputs = {
+        "prediction_results.txt": format_prediction_results(all_predictions),
+        "prediction_results_highestscore.csv": format_highest_scores(all_predictions),
+        "sequence_calls.tsv": format_calls(sample, calls, threshold),
+        "viral_sequences.fasta": viral_fasta,
+        "summary.json": json.dumps(summary, indent=2, sort_keys=True) + "\n",
+    }
+    for name, text in outputs.items():
+        write_utf8(outdir / name, text)
+    return summary

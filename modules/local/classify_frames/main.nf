@@ -1,0 +1,23 @@
+process CLASSIFY_FRAMES {
+    tag "${meta.shard}"
+    label 'process_low'
+
+    input:
+    tuple val(meta), path(dnabert), path(esm)
+    path(classifier)
+
+    output:
+    tuple val(meta), path("${meta.shard}.predictions.tsv"), emit: predictions
+    tuple val("${task.process}"), val('virnucpro'), eval('classify_frames.py --version'), topic: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    """
+    classify_frames.py --dnabert ${dnabert} --esm ${esm} --classifier ${classifier} --out ${meta.shard}.predictions.tsv --device cpu ${args}
+    """
+
+    stub:
+    """
+    printf 'Sequence_ID\\tPrediction\\tscore1\\tscore2\\n' > ${meta.shard}.predictions.tsv
+    """
+}

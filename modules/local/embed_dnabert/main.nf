@@ -1,0 +1,25 @@
+process EMBED_DNABERT {
+    tag "${meta.shard}"
+    label 'process_gpu'
+
+    input:
+    tuple val(meta), path(fna)
+    path(model)
+
+    output:
+    tuple val(meta), path("${meta.shard}.dnabert.h5"), emit: embeddings
+    tuple val(meta), path("${meta.shard}.dnabert.json"), emit: metrics
+    tuple val("${task.process}"), val('virnucpro'), eval('embed_dnabert.py --version'), topic: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    def device = task.accelerator ? (task.ext.device ?: 'cuda') : 'cpu'
+    """
+    embed_dnabert.py --fasta ${fna} --model ${model} --out ${meta.shard}.dnabert.h5 --device ${device} --metrics ${meta.shard}.dnabert.json ${args}
+    """
+
+    stub:
+    """
+    touch ${meta.shard}.dnabert.h5 ${meta.shard}.dnabert.json
+    """
+}

@@ -1,0 +1,25 @@
+process EMBED_ESM {
+    tag "${meta.shard}"
+    label 'process_gpu'
+
+    input:
+    tuple val(meta), path(faa)
+    tuple path(checkpoint), path(contact_regression) // fair-esm reads the regression weights from beside the checkpoint
+
+    output:
+    tuple val(meta), path("${meta.shard}.esm.h5"), emit: embeddings
+    tuple val(meta), path("${meta.shard}.esm.json"), emit: metrics
+    tuple val("${task.process}"), val('virnucpro'), eval('embed_esm.py --version'), topic: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    def device = task.accelerator ? (task.ext.device ?: 'cuda') : 'cpu'
+    """
+    embed_esm.py --fasta ${faa} --model ${checkpoint} --out ${meta.shard}.esm.h5 --device ${device} --metrics ${meta.shard}.esm.json ${args}
+    """
+
+    stub:
+    """
+    touch ${meta.shard}.esm.h5 ${meta.shard}.esm.json
+    """
+}

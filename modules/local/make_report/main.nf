@@ -1,0 +1,25 @@
+process MAKE_REPORT {
+    label 'process_low'
+
+    input:
+    path(samples, arity: '1..*')   // one results folder per sample, named after it
+    path(models)
+    path(metrics, stageAs: 'metrics/*', arity: '1..*')
+
+    output:
+    path("report.html"), emit: report
+    path("virnucpro_mqc.tsv"), emit: mqc
+    tuple val("${task.process}"), val('virnucpro'), eval('make_report.py --version'), topic: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    def calls = samples.collect { sample -> "${sample}/sequence_calls.tsv" }.join(' ')
+    """
+    make_report.py --calls ${calls} --models ${models} --out report.html --mqc virnucpro_mqc.tsv --metrics ${metrics.join(' ')} ${args}
+    """
+
+    stub:
+    """
+    touch report.html virnucpro_mqc.tsv
+    """
+}

@@ -1,0 +1,28 @@
+process STAGE_MODELS {
+    tag "${key}"
+    label 'process_low'
+
+    input:
+    tuple val(key), val(chunk_size), val(dnabert), val(esm), val(classifier)
+    path(local_dnabert, stageAs: 'local/dnabert/*')
+    path(local_esm, stageAs: 'local/esm/*')
+    path(local_classifier, stageAs: 'local/classifier/*')
+
+    output:
+    path("${key}"), emit: models
+    tuple val("${task.process}"), val('virnucpro'), eval('stage_models.py --version'), topic: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    def classifier_option = classifier ? "--classifier ${classifier}" : ''
+    """
+    stage_models.py --outdir ${key} --chunk-size ${chunk_size} --dnabert ${dnabert} --esm ${esm} ${classifier_option} ${args}
+    """
+
+    stub:
+    """
+    mkdir -p ${key}/dnabert/stub ${key}/esm ${key}/classifier
+    touch ${key}/esm/esm2_stub.pt ${key}/esm/esm2_stub-contact-regression.pt ${key}/classifier/stub.pth
+    echo '{"dnabert": {"name": "stub", "path": "dnabert/stub", "sha256": ""}, "esm": {"name": "esm2_stub", "path": "esm/esm2_stub.pt", "sha256": ""}, "classifier": {"name": "stub.pth", "path": "classifier/stub.pth", "sha256": ""}}' > ${key}/models.json
+    """
+}

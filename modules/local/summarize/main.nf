@@ -1,0 +1,26 @@
+process SUMMARIZE {
+    tag "${meta.id}"
+    label 'process_low'
+
+    input:
+    tuple val(meta), path(fasta, stageAs: 'input/*'), path(shards), path(sequences), path(predictions, stageAs: 'predictions/*', arity: '0..*'), path(metrics, stageAs: 'metrics/*', arity: '1..*')
+
+    output:
+    tuple val(meta), path("${meta.id}"), emit: results
+    tuple val("${task.process}"), val('virnucpro'), eval('summarize.py --version'), topic: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    // a sample without any kept frame has no shard and therefore no predictions
+    def prediction_option = predictions ? "--predictions ${predictions.join(' ')}" : ''
+    """
+    summarize.py --sample ${meta.id} ${prediction_option} --shards ${shards} --sequences ${sequences} --fasta ${fasta} --outdir ${meta.id} --metrics ${metrics.join(' ')} ${args}
+    """
+
+    stub:
+    """
+    mkdir ${meta.id}
+    touch ${meta.id}/prediction_results.txt ${meta.id}/prediction_results_highestscore.csv ${meta.id}/viral_sequences.fasta ${meta.id}/summary.json
+    printf 'sample\\tsequence_id\\tcall\\n' > ${meta.id}/sequence_calls.tsv
+    """
+}

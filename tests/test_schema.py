@@ -1,0 +1,105 @@
+"""nextflow_schema.json is a JSON Schema (draft 2020-12, nf-schema 2.x layout) whose parameters
+are exactly nextflow.config's, with the same defaults."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = json.loads((REPO / "nextflow_schema.json").read_text())
+JSON_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool}
+# keywords nf-schema 2.x understands in a parameter (JSON Schema plus its own annotations)
+PARAMETER_KEYWORDS = {
+    "type", "description", "default", "enum", "minimum", "maximum", "pattern", "format", "exists",
+    "mimetype", "schema", "help_text", "fa_icon", "hidden", "errorMessage",
+}
+GROUP_KEYWORDS = {"title", "type", "fa_icon", "description", "required", "properties"}
+
+
+def config_params() -> dict[str, object]:
+    """The params block at the top of nextflow.config, as Python values."""
+    text = (REPO / "nextflow.config").read_text()
+    block = re.search(r"^params \{\n(.*?)^\}", text, re.MULTILINE | re.DOTALL).group(1)
+    params = {}
+    for line in block.splitlines():
+        line = line.split("//")[0].strip()
+        if not line:
+            continue
+        name, _, value = (part.strip() for part in line.partition("="))
+        params[name] = groovy_literal(value)
+    return params
+
+
+def groovy_literal(text: str) -> object:
+    if text == "null":
+        return None
+    if text in ("true", "false"):
+        return text == "true"
+    if re.fullmatch(r"'[^']*'", text):
+        return text[1:-1]
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    if re.fullmatch(r"-?\d+\.\d+", text):
+        return float(text)
+    raise ValueError(f"not a literal: {text}")
+
+
+def schema_params() -> dict[str, dict]:
+    return {name: spec for group in SCHEMA["$defs"].values() for name, spec in group["properties"].items()}
+
+
+def test_draft_2020_12_layout():
+    assert SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert SCHEMA["type"] == "object"
+    assert "definitions" not in SCHEMA, "nf-schema 2.x expects $defs (draft 2020-12), not definitions"
+    assert SCHEMA["allOf"] == [{"$ref": f"#/$defs/{name}"} for name in SCHEMA["$defs"]]
+
+
+@pytest.mark.parametrize("name", SCHEMA["$defs"])
+def test_groups(name):
+    group = SCHEMA["$defs"][name]
+    assert set(group) <= GROUP_KEYWORDS
+    assert group["type"] == "object" and group["title"] and group["description"] and group["properties"]
+    assert set(group.get("required", [])) <= set(group["properties"])
+
+
+@pytest.mark.parametrize("name", sorted(schema_params()))
+def test_parameter(name):
+    spec = schema_params()[name]
+    assert set(spec) <= PARAMETER_KEYWORDS, f"{name}: unknown keywords {set(spec) - PARAMETER_KEYWORDS}"
+    assert spec["type"] in JSON_TYPES and spec["description"]
+    python_type = JSON_TYPES[spec["type"]]
+    values = ([spec["default"]] if "default" in spec else []) + spec.get("enum", [])
+    for value in values:
+        assert isinstance(value, python_type) and not (spec["type"] in ("integer", "number") and isinstance(value, bool)), f"{name}: {value!r}"
+        assert spec.get("minimum", value) <= value <= spec.get("maximum", value), f"{name}: {value!r} out of range"
+    if "default" in spec and "enum" in spec:
+        assert spec["default"] in spec["enum"]
+    if "pattern" in spec:
+        re.compile(spec["pattern"])
+
+
+def test_parameters_match_the_config():
+    config = config_params()
+    schema = schema_params()
+    assert set(schema) == set(config), f"only in schema: {set(schema) - set(config)}, only in config: {set(config) - set(schema)}"
+    for name, default in config.items():
+        if default is None:  # an unset parameter has no default in the schema
+            assert "default" not in schema[name], name
+        else:
+            assert schema[name].get("default") == default and type(schema[name]["default"]) is type(default), name
+
+
+def test_profiles_set_only_known_parameters():
+    known = set(config_params())
+    for config in sorted((REPO / "conf").glob("*.config")):
+        text = config.read_text()
+        names = set(re.findall(r"^\s*params\.(\w+)\s*=", text, re.MULTILINE))
+        block = re.search(r"^params \{\n(.*?)^\}", text, re.MULTILINE | re.DOTALL)
+        if block:
+            names |= set(re.findall(r"^\s*(\w+)\s*=", block.group(1), re.MULTILINE))
+        assert names <= known, f"{config.name}: unknown parameters {names - known}"

@@ -1,0 +1,100 @@
+/*
+ * VirNucPro: DNA chunks -> six-frame translation -> DNABERT-S + ESM-2 embeddings -> MLP calls.
+ *
+ * Per sample: PREPARE_FRAMES writes shards of frames; each shard is embedded by EMBED_DNABERT
+ * (.fna) and EMBED_ESM (.faa) in parallel, then classified; SUMMARIZE meets all shards of a
+ * sample (also when it has none) and MAKE_REPORT covers every sample of the run.
+ */
+
+include { STAGE_MODELS    } from '../modules/local/stage_models'
+include { PREPARE_FRAMES  } from '../modules/local/prepare_frames'
+include { EMBED_DNABERT   } from '../modules/local/embed_dnabert'
+include { EMBED_ESM       } from '../modules/local/embed_esm'
+include { CLASSIFY_FRAMES } from '../modules/local/classify_frames'
+include { SUMMARIZE       } from '../modules/local/summarize'
+include { MAKE_REPORT     } from '../modules/local/make_report'
+
+workflow VIRNUCPRO {
+    take:
+    samples     // channel: [ meta, fasta ], meta = [id: sample]
+    request     // value: model request, see modelRequest() in main.nf
+
+    main:
+    STAGE_MODELS(
+        [request.key, request.chunk_size, request.dnabert, request.esm, request.classifier],
+        request.local_dnabert,
+        request.local_esm,
+        request.local_classifier,
+    )
+    models = STAGE_MODELS.out.models.map { dir -> stagedModels(dir) }
+
+    PREPARE_FRAMES(samples, request.chunk_size)
+
+    shards = PREPARE_FRAMES.out.shards.flatMap { meta, fnas, faas -> pairShards(meta, fnas, faas) }
+    EMBED_DNABERT(shards.map { meta, fna, _faa -> [meta, fna] }, models.map { model -> model.dnabert })
+    EMBED_ESM(shards.map { meta, _fna, faa -> [meta, faa] }, models.map { model -> model.esm })
+    CLASSIFY_FRAMES(EMBED_DNABERT.out.embeddings.join(EMBED_ESM.out.embeddings), models.map { model -> model.classifier })
+
+    // all shards of a sample: groupKey knows how many to wait for
+    per_sample = CLASSIFY_FRAMES.out.predictions
+        .join(EMBED_DNABERT.out.metrics)
+        .join(EMBED_ESM.out.metrics)
+        .map { meta, predictions, dnabert, esm -> [groupKey(meta.id, meta.shards), predictions, [dnabert, esm]] }
+        .groupTuple()
+        .map { id, predictions, metrics -> [id.toString(), [predictions, metrics.flatten()]] }
+
+    // samples without kept frames have no shard: remainder keeps them, with no predictions
+    summary_input = samples.map { meta, fasta -> [meta.id, meta, fasta] }
+        .join(PREPARE_FRAMES.out.tables.map { meta, shard_table, sequences -> [meta.id, shard_table, sequences] })
+        .join(PREPARE_FRAMES.out.metrics.map { meta, metrics -> [meta.id, metrics] })
+        .join(per_sample, remainder: true)
+        .map { _id, meta, fasta, shard_table, sequences, prepare_metrics, shard_results ->
+            def (predictions, shard_metrics) = shard_results ?: [[], []]
+            [meta, fasta, shard_table, sequences, predictions, [prepare_metrics] + shard_metrics]
+        }
+    SUMMARIZE(summary_input)
+
+    all_metrics = PREPARE_FRAMES.out.metrics.map { _meta, metrics -> metrics }
+        .mix(EMBED_DNABERT.out.metrics.map { _meta, metrics -> metrics })
+        .mix(EMBED_ESM.out.metrics.map { _meta, metrics -> metrics })
+    MAKE_REPORT(
+        SUMMARIZE.out.results.map { _meta, results -> results }.collect(),
+        STAGE_MODELS.out.models.map { dir -> dir.resolve('models.json') },
+        all_metrics.collect(),
+    )
+
+    emit:
+    results = SUMMARIZE.out.results     // channel: [ meta, folder of per-sample results ]
+    report  = MAKE_REPORT.out.report    // channel: report.html
+}
+
+/*
+ * The staged models as process inputs, from models.json: paths are relative to its folder
+ * for fetched models and absolute for the user's own files.
+ */
+def stagedModels(Path dir) {
+    def entries = new groovy.json.JsonSlurper().parseText(dir.resolve('models.json').text)
+    def esm = dir.resolve(entries.esm.path)
+    return [
+        dnabert: dir.resolve(entries.dnabert.path),
+        esm: [esm, esm.resolveSibling("${esm.baseName}-contact-regression.pt")],
+        classifier: dir.resolve(entries.classifier.path),
+    ]
+}
+
+/*
+ * One item per shard: P.0001.fna with P.0001.faa. The shard meta keeps the sample ID and
+ * carries the shard ID and the sample's shard count.
+ */
+def pairShards(Map meta, List fnas, List faas) {
+    def fna = filesByShard(fnas)
+    def faa = filesByShard(faas)
+    if (fna.keySet() != faa.keySet()) {
+        error("PREPARE_FRAMES of sample ${meta.id} wrote unpaired shards: ${(fna.keySet() + faa.keySet()) - fna.keySet().intersect(faa.keySet())}")
+    }
+    return fna.keySet().sort().collect { shard -> [meta + [shard: shard, shards: fna.size()], fna[shard], faa[shard]] }
+}
+
+def filesByShard(List files) {
+    return files.collectEntries { file -> [file.baseName, file] }
+}
