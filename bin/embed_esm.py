@@ -32,13 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", default=esm.DEFAULT_MODEL,
         help="fair-esm ESM-2 model name (read from the torch hub cache, downloaded there if missing) or a local .pt checkpoint",
     )
-    parser.add_argument("--layer", type=int, help="representation layer (default: the last, as the original)")
+    parser.add_argument("--layer", type=int, help="representation layer, 0 (embeddings) to the number of layers; omitted: the last, as the original")
     # 65536 padded tokens: ~390 proteins of 166 aa per batch; with the 3B model in bf16 about
     # 6 GB of weights plus 4-5 GB of activations, which fits a 24 GB GPU
     add_embedding_arguments(parser, default_batch_tokens=65536)
     parser.add_argument(
         "--compile", choices=("auto", "on", "off"), default="auto",
-        help="torch.compile the model (auto = on for CUDA, off on CPU); kernels are cached in TORCHINDUCTOR_CACHE_DIR",
+        help="torch.compile the transformer layers (auto = on for CUDA, off on CPU); kernels are cached in TORCHINDUCTOR_CACHE_DIR",
     )
     parser.add_argument("--metrics", help="write timings and counts to this JSON file")
     return parser

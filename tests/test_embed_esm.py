@@ -118,3 +118,19 @@ def test_refuses_a_checkpoint_that_is_not_esm2(reference, tmp_path):
 def test_layer_outside_the_model_is_an_error(reference, tmp_path):
     result = embed(reference, reference / "identified_protein500.faa", tmp_path / "out.h5", "--layer", "37", check=False)
     assert result.returncode == 1 and "0..36" in result.stderr
+
+
+def test_out_of_memory_on_one_protein_names_the_shard_and_the_option():
+    from virnucpro import esm
+    from virnucpro.errors import GpuOutOfMemoryError
+    from virnucpro.modeling_esm2 import ESM2Config
+
+    class OutOfMemoryModel(torch.nn.Module):
+        config = ESM2Config(num_layers=1, embed_dim=8, attention_heads=2)
+
+        def forward(self, tokens, attention_mask):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    token_ids = [np.array([5, 6, 7]), np.array([5, 6])]
+    with pytest.raises(GpuOutOfMemoryError, match=r"shard\.0001\.faa.*lower --batch-tokens"):
+        esm.embed_token_ids(OutOfMemoryModel(), token_ids, torch.device("cpu"), 64, source="shard.0001.faa")

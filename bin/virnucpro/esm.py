@@ -279,10 +279,4 @@ def embed_token_ids(
         return mean_over_residues(hidden, lengths)
 
     batches = token_budget_batches([len(ids) + 2 for ids in token_ids], batch_tokens)
-    try:
-        return embed_in_batches(batches, embed_batch, len(token_ids), model.config.embed_dim, progress, "ESM-2")
-    except torch.cuda.OutOfMemoryError:
-        raise VirNucProError(
-            f"{source}: CUDA out of memory on a single protein with --batch-tokens {batch_tokens}; "
-            "lower --batch-tokens (or use a GPU with more free memory)"
-        ) from None
+    return embed_in_batches(batches, embed_batch, len(token_ids), model.config.embed_dim, progress, "ESM-2", str(source))
