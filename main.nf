@@ -90,7 +90,7 @@ def modelRequest(dnabert_model, esm_model, classifier_model, chunk_size, tiny_mo
         esm: esm ? "local/esm/${esm.name}" : esm_model,
         classifier: classifier ? "local/classifier/${classifier.name}" : (classifier_model ?: ''),
         local_dnabert: dnabert ?: [],
-        local_esm: esm ? [esm] + [esm.resolveSibling("${esm.baseName}-contact-regression.pt")].findAll { path -> path.exists() } : [],
+        local_esm: esm ?: [],
         local_classifier: classifier ?: [],
     ]
 }

@@ -2,11 +2,14 @@
 """Score the frames of one shard with the VirNucPro MLP classifier (DNABERT-S + ESM-2 features)."""
 
 import sys
+import time
+from pathlib import Path
 
 from virnucpro import cli
 from virnucpro.classifier import check_input_dim, format_predictions, join_features, load_classifier, predict
 from virnucpro.embedding import read_embeddings, resolve_device
-from virnucpro.summary import write_utf8
+from virnucpro.atomic import write_text
+from virnucpro.metrics import write_metrics
 
 
 def build_parser():
@@ -16,17 +19,24 @@ def build_parser():
     parser.add_argument("--classifier", required=True, help="classifier: the original pickled MLPClassifier (.pth), a state dict (.pth/.pt) or .safetensors")
     parser.add_argument("--out", required=True, help="predictions TSV: Sequence_ID, Prediction, score1 (others), score2 (virus)")
     parser.add_argument("--device", default="auto", help="auto (first CUDA GPU, else CPU), cpu, cuda or cuda:N")
+    parser.add_argument("--metrics", help="write timings and counts to this JSON file")
     return parser
 
 
 def main(args) -> None:
+    started = time.perf_counter()
     device = resolve_device(args.device)
     model = load_classifier(args.classifier)
     dnabert, esm = read_embeddings(args.dnabert), read_embeddings(args.esm)
     check_input_dim(model, args.classifier, dnabert, esm)
     features = join_features(dnabert, esm, args.dnabert, args.esm)
     predictions = predict(model, dnabert.ids, features, device)
-    write_utf8(args.out, format_predictions(predictions))
+    write_text(args.out, format_predictions(predictions))
+    if args.metrics:
+        write_metrics(
+            args.metrics, stage="classify_frames", name=Path(args.out).name.removesuffix(".predictions.tsv"),
+            items=len(predictions), tokens=0, seconds=time.perf_counter() - started, device=str(device), precision="fp32",
+        )
     cli.log.info("scored %d frames from %s", len(predictions), args.dnabert)
 
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -14,13 +13,11 @@ import numpy as np
 import torch
 
 from virnucpro import cli, dnabert
-from virnucpro.atomic import atomic_open
-from virnucpro.embedding import add_embedding_arguments, resolve_device, resolve_dtype, write_embeddings
+from virnucpro.metrics import peak_gpu_memory, write_metrics
+from virnucpro.embedding import PRECISION_NAMES, add_embedding_arguments, resolve_device, resolve_dtype, write_embeddings
 from virnucpro.fasta import read_fasta
 
 log = logging.getLogger("virnucpro")
-
-PRECISION_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,20 +69,11 @@ def main(args: argparse.Namespace) -> None:
         },
     )
     if args.metrics:
-        metrics = {
-            "stage": "embed_dnabert",
-            "name": Path(args.fasta).stem,
-            "items": len(records),
-            "tokens": tokens,
-            "seconds": finished - loaded,
-            "load_seconds": loaded - started,
-            "device": str(device),
-            "precision": PRECISION_NAMES[dtype],
-            "peak_gpu_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
-        }
-        with atomic_open(args.metrics) as handle:
-            json.dump(metrics, handle, indent=2)
-            handle.write("\n")
+        write_metrics(
+            args.metrics, stage="embed_dnabert", name=Path(args.fasta).stem, items=len(records), tokens=tokens,
+            seconds=finished - loaded, load_seconds=loaded - started, device=str(device),
+            precision=PRECISION_NAMES[dtype], peak_gpu_memory_bytes=peak_gpu_memory(device),
+        )
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ LayerNorm for the last layer) averaged over residues 1..min(1024, length), BOS/E
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -15,13 +14,12 @@ import numpy as np
 import torch
 
 from virnucpro import cli, esm
-from virnucpro.atomic import atomic_open
-from virnucpro.embedding import add_embedding_arguments, resolve_device, resolve_dtype, write_embeddings
+from virnucpro.metrics import peak_gpu_memory, write_metrics
+from virnucpro.embedding import PRECISION_NAMES, add_embedding_arguments, resolve_device, resolve_dtype, write_embeddings
 from virnucpro.fasta import read_fasta
 
 log = logging.getLogger("virnucpro")
 
-PRECISION_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16"}
 POOLING = "mean over residues 1..min(1024,len), BOS/EOS excluded"
 
 
@@ -81,21 +79,11 @@ def main(args: argparse.Namespace) -> None:
         },
     )
     if args.metrics:
-        metrics = {
-            "stage": "embed_esm",
-            "name": Path(args.fasta).stem,
-            "items": len(records),
-            "tokens": tokens,
-            "seconds": seconds,
-            "load_seconds": load_seconds,
-            "compile_seconds": compile_seconds,
-            "device": str(device),
-            "precision": PRECISION_NAMES[dtype],
-            "peak_gpu_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
-        }
-        with atomic_open(args.metrics) as handle:
-            json.dump(metrics, handle, indent=2)
-            handle.write("\n")
+        write_metrics(
+            args.metrics, stage="embed_esm", name=Path(args.fasta).stem, items=len(records), tokens=tokens,
+            seconds=seconds, load_seconds=load_seconds, compile_seconds=compile_seconds, device=str(device),
+            precision=PRECISION_NAMES[dtype], peak_gpu_memory_bytes=peak_gpu_memory(device),
+        )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ import sys
 
 from virnucpro import cli
 from virnucpro.report import aggregate_stages, format_mqc, read_metrics, read_models, read_sample_calls, render_html
-from virnucpro.summary import DEFAULT_THRESHOLD, check_threshold, write_utf8
+from virnucpro.atomic import write_text
+from virnucpro.summary import DEFAULT_THRESHOLD, check_threshold
 
 
 def build_parser():
@@ -27,8 +28,8 @@ def main(args) -> None:
     stages = aggregate_stages(read_metrics(args.metrics))
     html = render_html(samples, models, stages, args.threshold)
     mqc = format_mqc(samples, args.threshold)
-    write_utf8(args.out, html)
-    write_utf8(args.mqc, mqc)
+    write_text(args.out, html)
+    write_text(args.mqc, mqc)
     cli.log.info("report for %d sample(s) written to %s", len(samples), args.out)
 
 

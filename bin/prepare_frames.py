@@ -5,14 +5,13 @@ frames without a stop codon and write them as token-balanced shards for the embe
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
 from pathlib import Path
 
 from virnucpro import cli, prepare
-from virnucpro.atomic import atomic_open
+from virnucpro.metrics import write_metrics
 
 log = logging.getLogger("virnucpro")
 
@@ -57,20 +56,10 @@ def main(args: argparse.Namespace) -> None:
         summary.records, summary.bases, summary.frames, summary.tokens, summary.shards, seconds,
     )
     if args.metrics:
-        metrics = {
-            "stage": "prepare_frames",
-            "name": Path(args.prefix).name,
-            "items": summary.frames,
-            "tokens": summary.tokens,
-            "seconds": seconds,
-            "load_seconds": None,
-            "device": "cpu",
-            "precision": None,
-            "peak_gpu_memory_bytes": None,
-        }
-        with atomic_open(args.metrics) as handle:
-            json.dump(metrics, handle, indent=2)
-            handle.write("\n")
+        write_metrics(
+            args.metrics, stage="prepare_frames", name=Path(args.prefix).name, items=summary.frames,
+            tokens=summary.tokens, seconds=seconds, device="cpu",
+        )
 
 
 if __name__ == "__main__":

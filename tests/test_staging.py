@@ -95,10 +95,13 @@ def test_local_models_are_used_in_place(tiny, tmp_path):
     assert not outdir.exists() or not any(outdir.rglob("*.pt*")), "local models must not be copied"
 
 
-def test_a_local_esm_checkpoint_needs_its_contact_regression(tiny, tmp_path):
+def test_a_local_esm_checkpoint_is_used_without_its_contact_regression(tiny, tmp_path):
+    # embeddings do not use the contact head, so the checkpoint alone is enough
     lonely = shutil.copy(tiny / "esm" / f"{tiny_models.ESM_NAME}.pt", tmp_path / "esm2_t36_x.pt")
-    with pytest.raises(InputError, match="contact-regression"):
-        staging.stage_esm(str(lonely), tmp_path / "models")
+    entry = staging.stage_esm(str(lonely), tmp_path / "models")
+    assert entry.path == str(lonely.resolve())
+    with pytest.raises(InputError, match="not a fair-esm checkpoint"):
+        staging.stage_esm(str(tmp_path), tmp_path / "models")
 
 
 def test_esm_download(tiny, tmp_path, monkeypatch):

@@ -109,6 +109,22 @@ def test_reproduces_the_original_result_files(reference, reference_run):
     assert summary["frames_scored"] == sum(int(row["frames_scored"]) for row in calls)
 
 
+def test_the_issue_command_line_defaults_sample_and_shards_from_the_sequences_table(reference, reference_run):
+    """summarize.py --predictions ... --sequences P.sequences.tsv --outdir D, as the core-stages issue spells it."""
+    chunk_size, predictions, directory = reference_run
+    result = run_script("summarize.py", "--predictions", *predictions, "--sequences", directory / "P.sequences.tsv", "--outdir", directory / "out")
+    out = directory / "out"
+    expected = reference / "expected"
+    assert (out / "prediction_results_highestscore.csv").read_bytes() == (
+        expected / f"prediction_results_highestscore_{chunk_size}.csv"
+    ).read_bytes()
+    assert {row["sample"] for row in read_table(out / "sequence_calls.tsv")} == {"P"}
+    assert not (out / "viral_sequences.fasta").exists() and "viral_sequences.fasta is not written" in result.stderr
+    (directory / "P.shards.tsv").unlink()  # the default shard table is required: completeness is always checked
+    missing = run_script("summarize.py", "--predictions", *predictions, "--sequences", directory / "P.sequences.tsv", "--outdir", directory / "again", check=False)
+    assert missing.returncode == 1 and "P.shards.tsv" in missing.stderr
+
+
 def test_rerun_is_byte_identical(reference, reference_run):
     _, predictions, directory = reference_run
     summarize(directory, "P", predictions, reference / "input.fa")

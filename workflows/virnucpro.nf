@@ -39,7 +39,8 @@ workflow VIRNUCPRO {
     per_sample = CLASSIFY_FRAMES.out.predictions
         .join(EMBED_DNABERT.out.metrics)
         .join(EMBED_ESM.out.metrics)
-        .map { meta, predictions, dnabert, esm -> [groupKey(meta.id, meta.shards), predictions, [dnabert, esm]] }
+        .join(CLASSIFY_FRAMES.out.metrics)
+        .map { meta, predictions, dnabert, esm, classify -> [groupKey(meta.id, meta.shards), predictions, [dnabert, esm, classify]] }
         .groupTuple()
         .map { id, predictions, metrics -> [id.toString(), [predictions, metrics.flatten()]] }
 
@@ -57,6 +58,7 @@ workflow VIRNUCPRO {
     all_metrics = PREPARE_FRAMES.out.metrics.map { _meta, metrics -> metrics }
         .mix(EMBED_DNABERT.out.metrics.map { _meta, metrics -> metrics })
         .mix(EMBED_ESM.out.metrics.map { _meta, metrics -> metrics })
+        .mix(CLASSIFY_FRAMES.out.metrics.map { _meta, metrics -> metrics })
     MAKE_REPORT(
         SUMMARIZE.out.results.map { _meta, results -> results }.collect(),
         STAGE_MODELS.out.models.map { dir -> dir.resolve('models.json') },
@@ -74,10 +76,9 @@ workflow VIRNUCPRO {
  */
 def stagedModels(Path dir) {
     def entries = new groovy.json.JsonSlurper().parseText(dir.resolve('models.json').text)
-    def esm = dir.resolve(entries.esm.path)
     return [
         dnabert: dir.resolve(entries.dnabert.path),
-        esm: [esm, esm.resolveSibling("${esm.baseName}-contact-regression.pt")],
+        esm: dir.resolve(entries.esm.path),
         classifier: dir.resolve(entries.classifier.path),
     ]
 }

@@ -34,3 +34,9 @@ def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         encoding = None if "b" in mode else "utf-8"
         with open(temporary, mode, newline=newline, encoding=encoding) as handle:
             yield handle
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, as UTF-8 with '\\n' line ends."""
+    with atomic_open(path) as handle:
+        handle.write(text)

@@ -19,6 +19,7 @@ from .errors import GpuOutOfMemoryError, InputError, VirNucProError
 log = logging.getLogger("virnucpro")
 
 PRECISIONS = ("auto", "fp32", "bf16")
+PRECISION_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16"}
 
 
 def add_embedding_arguments(parser, default_batch_tokens: int) -> None:

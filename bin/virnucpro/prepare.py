@@ -10,7 +10,6 @@ output exists; memory stays bounded whatever the input size.
 from __future__ import annotations
 
 import logging
-import shutil
 import tempfile
 from array import array
 from dataclasses import dataclass, field

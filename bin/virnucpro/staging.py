@@ -189,9 +189,6 @@ def stage_esm(spec: str, outdir: Path) -> ModelEntry:
     if path is not None:
         if not path.is_file() or path.suffix != ".pt":
             raise InputError(path, "not a fair-esm checkpoint file (.pt)")
-        regression = tiny_models.esm_regression_path(path)
-        if not regression.is_file():
-            raise InputError(path, f"fair-esm needs the contact-regression weights beside the checkpoint: {regression.name} is missing")
         return local_entry(path.stem, path)
     if not re.fullmatch(r"esm2_t\d+_\w+", spec):
         raise InputError(spec, "neither a .pt file nor a fair-esm ESM-2 model name such as esm2_t36_3B_UR50D")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -14,9 +15,11 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .atomic import atomic_open
+from .atomic import write_text
 from .errors import InputError, VirNucProError
 from .fasta import open_text, read_fasta
+
+log = logging.getLogger("virnucpro")
 
 # The per-frame predictions file, as the original's prediction_results.txt (written by classifier.py)
 PREDICTION_HEADER = "Sequence_ID\tPrediction\tscore1\tscore2\n"
@@ -282,12 +285,6 @@ def call_sequences(
 # ---------------------------------------------------------------- writing
 
 
-def write_utf8(path: str | Path, text: str) -> None:
-    """Write ``text`` atomically as UTF-8 whatever the locale (IDs and the report may be non-ASCII)."""
-    with atomic_open(path, "wb") as handle:
-        handle.write(text.encode("utf-8"))
-
-
 def format_score(value: float | None) -> str:
     return "" if value is None else f"{value:.6f}"
 
@@ -394,7 +391,7 @@ def summarize(
     prediction_paths: Sequence[str],
     shards_path: str,
     sequences_path: str,
-    fasta_path: str,
+    fasta_path: str | None,
     outdir: str | Path,
     threshold: float = DEFAULT_THRESHOLD,
     stage_metrics: Mapping[str, object] | None = None,
@@ -412,7 +409,7 @@ def summarize(
     tagged = [(path, prediction) for path, predictions in ordered for prediction in predictions]
     calls = call_sequences(entries, tagged, sequences_path)
     all_predictions = [prediction for _, prediction in tagged]
-    viral_fasta = format_viral_fasta(fasta_path, calls, threshold)
+    viral_fasta = format_viral_fasta(fasta_path, calls, threshold) if fasta_path else None
     summary = sample_summary(sample, calls, len(shards), threshold)
     if stage_metrics is not None:
         summary["stages"] = stage_metrics
@@ -422,9 +419,12 @@ def summarize(
         "prediction_results.txt": format_prediction_results(all_predictions),
         "prediction_results_highestscore.csv": format_highest_scores(all_predictions),
         "sequence_calls.tsv": format_calls(sample, calls, threshold),
-        "viral_sequences.fasta": viral_fasta,
         "summary.json": json.dumps(summary, indent=2, sort_keys=True) + "\n",
     }
+    if viral_fasta is None:
+        log.warning("no --fasta given: viral_sequences.fasta is not written")
+    else:
+        outputs["viral_sequences.fasta"] = viral_fasta
     for name, text in outputs.items():
-        write_utf8(outdir / name, text)
+        write_text(outdir / name, text)
     return summary

@@ -4,7 +4,7 @@ process EMBED_ESM {
 
     input:
     tuple val(meta), path(faa)
-    tuple path(checkpoint), path(contact_regression) // fair-esm reads the regression weights from beside the checkpoint
+    path(checkpoint)
 
     output:
     tuple val(meta), path("${meta.shard}.esm.h5"), emit: embeddings
