@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from .embedding import embed_in_batches, iter_chunks, token_budget_batches
+from .embedding import embed_in_batches, iter_chunks, padded_batch, token_budget_batches
 from .errors import VirNucProError
 from .modeling_dnabert import DNABertConfig, DNABertModel, mean_pool
 
@@ -141,18 +141,6 @@ def tokenize(tokenizer: Tokenizer, sequences: Sequence[str]) -> list[np.ndarray]
     return token_ids
 
 
-def padded_batch(token_ids: Sequence[np.ndarray], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Input ids padded to the longest sequence, and the number of real tokens of each, on ``device``."""
-    lengths = np.array([len(ids) for ids in token_ids], dtype=np.int64)
-    padded = np.full((len(token_ids), lengths.max()), PADDING_ID, dtype=np.int64)
-    for row, ids in zip(padded, token_ids):
-        row[: len(ids)] = ids
-    tensors = [torch.from_numpy(padded), torch.from_numpy(lengths)]
-    if device.type == "cuda":
-        return tuple(tensor.pin_memory().to(device, non_blocking=True) for tensor in tensors)
-    return tuple(tensors)
-
-
 @torch.inference_mode()
 def embed_token_ids(
     model: DNABertModel,
@@ -169,7 +157,7 @@ def embed_token_ids(
     """
 
     def embed_batch(indices: list[int]) -> torch.Tensor:
-        input_ids, lengths = padded_batch([token_ids[i] for i in indices], device)
+        input_ids, lengths = padded_batch([token_ids[i] for i in indices], PADDING_ID, device)
         attention_mask = torch.arange(input_ids.shape[1], device=device)[None, :] < lengths[:, None]
         return mean_pool(model(input_ids, attention_mask), attention_mask)
 

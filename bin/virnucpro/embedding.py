@@ -83,6 +83,26 @@ def token_budget_batches(token_counts: Sequence[int], budget: int) -> list[list[
     return batches
 
 
+def padded_batch(
+    token_ids: Sequence[np.ndarray], pad_id: int, device: torch.device, bos_id: int | None = None, eos_id: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids padded to the longest row (framed by ``bos_id``/``eos_id`` when given), and the
+    length of each row without them, on ``device`` (through pinned memory on CUDA)."""
+    lengths = np.array([len(ids) for ids in token_ids], dtype=np.int64)
+    start = 0 if bos_id is None else 1
+    tokens = np.full((len(token_ids), lengths.max() + start + (eos_id is not None)), pad_id, dtype=np.int64)
+    if bos_id is not None:
+        tokens[:, 0] = bos_id
+    for row, ids in zip(tokens, token_ids):
+        row[start : start + len(ids)] = ids
+        if eos_id is not None:
+            row[start + len(ids)] = eos_id
+    tensors = (torch.from_numpy(tokens), torch.from_numpy(lengths))
+    if device.type == "cuda":
+        return tuple(tensor.pin_memory().to(device, non_blocking=True) for tensor in tensors)
+    return tensors
+
+
 def embed_in_batches(
     batches: list[list[int]],
     embed_batch: Callable[[list[int]], torch.Tensor],

@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from . import embedding
 from .embedding import embed_in_batches, token_budget_batches
 from .errors import InputError, VirNucProError
 from .fasta import FastaRecord
@@ -213,16 +214,7 @@ def tokenize_records(records: Sequence[FastaRecord], path: str | Path) -> list[n
 
 def padded_batch(token_ids: Sequence[np.ndarray], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """BOS + residues + EOS padded to the longest protein, and the residue counts, on ``device``."""
-    lengths = np.array([len(ids) for ids in token_ids], dtype=np.int64)
-    tokens = np.full((len(token_ids), lengths.max() + 2), PAD_ID, dtype=np.int64)
-    tokens[:, 0] = BOS_ID
-    for row, ids in zip(tokens, token_ids):
-        row[1 : len(ids) + 1] = ids
-        row[len(ids) + 1] = EOS_ID
-    tensors = [torch.from_numpy(tokens), torch.from_numpy(lengths)]
-    if device.type == "cuda":
-        return tuple(tensor.pin_memory().to(device, non_blocking=True) for tensor in tensors)
-    return tuple(tensors)
+    return embedding.padded_batch(token_ids, PAD_ID, device, BOS_ID, EOS_ID)
 
 
 def mean_over_residues(hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
