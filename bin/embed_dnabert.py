@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from virnucpro import cli, dnabert
-from virnucpro.metrics import peak_gpu_memory, write_metrics
-from virnucpro.embedding import PRECISION_NAMES, add_embedding_arguments, resolve_device, resolve_dtype, write_embeddings
+from virnucpro.metrics import write_metrics
+from virnucpro.embedding import PRECISION_NAMES, add_embedding_arguments, peak_gpu_memory, resolve_device, resolve_dtype, write_embeddings
 from virnucpro.fasta import read_fasta
 
 log = logging.getLogger("virnucpro")

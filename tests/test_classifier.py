@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from conftest import run_script
-from virnucpro.classifier import MLPClassifier, load_classifier
+from virnucpro.classifier import MLPClassifier, load_classifier, predict
 from virnucpro.embedding import write_embeddings
 from virnucpro.errors import InputError
 
@@ -140,3 +140,16 @@ def test_reproduces_the_original_predictions(tmp_path, reference, tiny_classifie
     run_script("classify_frames.py", "--dnabert", tmp_path / "d.h5", "--esm", tmp_path / "e.h5",
                "--classifier", tiny_classifier, "--out", out, "--device", "cpu")
     assert out.read_bytes() == first
+
+
+@pytest.mark.parametrize("virus_logit, label", [(1e-8, "others"), (2.0, "virus"), (-2.0, "others")])
+def test_label_is_the_first_largest_probability_as_the_original(virus_logit, label):
+    # logits 0 and 1e-8 differ, but their fp32 probabilities are both 0.5: torch.max over the
+    # probabilities (the original) says others, an argmax over the logits would say virus
+    model = MLPClassifier(1, 1, 2, 1e-5).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()
+        model.output_layer.bias.copy_(torch.tensor([0.0, virus_logit]))
+    [prediction] = predict(model, ["s_chunk_1F1"], np.zeros((1, 1), np.float32), torch.device("cpu"))
+    assert prediction.label == label

@@ -134,3 +134,14 @@ def test_out_of_memory_on_one_protein_names_the_shard_and_the_option():
     token_ids = [np.array([5, 6, 7]), np.array([5, 6])]
     with pytest.raises(GpuOutOfMemoryError, match=r"shard\.0001\.faa.*lower --batch-tokens"):
         esm.embed_token_ids(OutOfMemoryModel(), token_ids, torch.device("cpu"), 64, source="shard.0001.faa")
+
+
+def test_a_cuda_device_the_machine_lacks_is_a_clear_error(monkeypatch):
+    from virnucpro.embedding import resolve_device
+    from virnucpro.errors import VirNucProError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(VirNucProError, match=r"--device cuda:2: this machine has 2 CUDA device\(s\)"):
+        resolve_device("cuda:2")

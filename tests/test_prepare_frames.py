@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import run_script
+from conftest import BIN, run_script
 from virnucpro.fasta import read_fasta
 from virnucpro.prepare import NO_OPEN_FRAME, SEQUENCES_HEADER, SHARDS_HEADER, SHORTER_THAN_A_CODON, shard_sizes
 
@@ -148,6 +150,16 @@ def test_empty_file_writes_empty_outputs_with_a_warning(tmp_path) -> None:
     }
 
 
+def test_sequence_ids_are_biopythons_record_id(tmp_path) -> None:
+    # the original takes Bio.SeqIO's record.id: the header up to the first whitespace of any kind
+    headers = [">a desc", ">b\tdesc", "> c", ">\td x", ">e\x0bdesc", ">f\x0cdesc", ">g\xa0desc", ">h\u2003desc", ">i\x1cdesc"]
+    fasta = write(tmp_path / "in.fa", "".join(f"{header}\nATGAAACCC\n" for header in headers))
+    prepare(fasta, tmp_path / "s")
+    _, rows = read_tsv(tmp_path / "s.sequences.tsv")
+    assert [row[1] for row in rows] == [row[2] for row in rows] == list("abcdefghi")
+    assert {i.rpartition("_chunk_")[0] for i, _ in records(tmp_path / "s.0001.faa")} == set("abcdefghi")
+
+
 BAD_INPUTS = {
     "protein": (">p1\nATGC\n>p2\nMKVLILFEPQ\n", "p2", "protein"),
     "empty_sequence": (">a\nACGT\n>b\n>c\nACGT\n", "b", "empty sequence"),
@@ -232,3 +244,13 @@ def test_shard_sizes_respect_the_frame_limit_and_balance_tokens() -> None:
         assert abs(cumulative[cut] - target) == np.min(np.abs(cumulative - target))
     assert shard_sizes(np.full(10, 5), 5) == [5, 5]
     assert shard_sizes(np.zeros(0, dtype=np.int64), 5) == []
+
+
+@pytest.mark.parametrize("script", ["prepare_frames.py", "summarize.py", "make_report.py"])
+def test_cpu_stages_do_not_import_torch(script):
+    # torch takes about a second to import: more than prepare_frames.py needs for 20 Mbp
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", str(BIN / script), "--help"], capture_output=True, text=True, check=True
+    )
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+    assert "torch" not in imported

@@ -223,14 +223,15 @@ def check_input_dim(model: MLPClassifier, classifier_path: str | Path, dnabert: 
 
 @torch.no_grad()
 def predict(model: MLPClassifier, frame_ids: Sequence[str], features: np.ndarray, device: torch.device) -> list[FramePrediction]:
-    """Softmax scores in fp32; the label is the first index of the largest logit, as torch.max gives."""
+    """Softmax scores in fp32; the label is the first index of the largest probability, as the
+    original's torch.max over the probabilities gives (on a tie in fp32: others)."""
     model = model.to(device=device, dtype=torch.float32).eval()
     predictions: list[FramePrediction] = []
     for start in range(0, len(frame_ids), ROWS_PER_BATCH):
         batch = torch.from_numpy(np.ascontiguousarray(features[start : start + ROWS_PER_BATCH])).to(device)
         logits = model(batch)
-        labels = torch.argmax(logits, dim=1).cpu().numpy()
         probabilities = torch.softmax(logits, dim=1).cpu().numpy().astype(np.float32)
+        labels = probabilities.argmax(axis=1)
         for offset, (label, row) in enumerate(zip(labels, probabilities)):
             predictions.append(FramePrediction(frame_ids[start + offset], LABELS[int(label)], (row[0], row[1])))
     return predictions

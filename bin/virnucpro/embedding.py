@@ -46,6 +46,8 @@ def resolve_device(spec: str) -> torch.device:
         raise VirNucProError(f"--device {spec!r}: {error}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise VirNucProError(f"--device {spec}: CUDA is not available on this machine (use --device cpu)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise VirNucProError(f"--device {spec}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0")
     if device.type not in ("cpu", "cuda"):
         raise VirNucProError(f"--device {spec}: only cpu and cuda devices are supported")
     return device
@@ -59,6 +61,10 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
     if device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8:
         return torch.bfloat16
     return torch.float32
+
+
+def peak_gpu_memory(device: torch.device) -> int | None:
+    return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
 
 
 def token_budget_batches(token_counts: Sequence[int], budget: int) -> list[list[int]]:

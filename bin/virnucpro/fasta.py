@@ -65,7 +65,7 @@ def read_fasta(path: str | Path) -> Iterator[FastaRecord]:
             if line.strip():
                 raise InputError(path, f"line {number} comes before any '>' header: not a FASTA file")
         else:
-            parts.append(line)
+            parts.append("".join(line.split()))  # whitespace dropped line by line: no second copy
     if header is not None:
         yield _make_record(path, header, header_line, parts)
 
@@ -73,11 +73,9 @@ def read_fasta(path: str | Path) -> Iterator[FastaRecord]:
 def _make_record(path: str | Path, header: str, line: int, parts: list[str]) -> FastaRecord:
     if not header:
         raise InputError(path, f"the header on line {line} has no sequence ID")
-    identifier, _, description = header.partition(" ")
-    if "\t" in identifier:
-        identifier, _, rest = identifier.partition("\t")
-        description = f"{rest} {description}".strip()
-    return FastaRecord(identifier, description.strip(), "".join("".join(parts).split()), line)
+    # Biopython's record.id, which the original uses: the header up to the first whitespace of any kind
+    identifier, *description = header.split(None, 1)
+    return FastaRecord(identifier, "".join(description), "".join(parts), line)
 
 
 def nucleotide_problem(sequence: str) -> str | None:

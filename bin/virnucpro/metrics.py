@@ -1,4 +1,5 @@
 """Per-task timings and counts (the --metrics JSON of every stage), read by the run report.
+This module imports no torch, so the CPU stages start fast.
 
 They live beside the deterministic outputs, never inside them, so reruns stay byte-identical.
 """
@@ -8,13 +9,7 @@ from __future__ import annotations
 import json
 import os
 
-import torch
-
 from .atomic import write_text
-
-
-def peak_gpu_memory(device: torch.device) -> int | None:
-    return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
 
 
 def write_metrics(

@@ -132,7 +132,7 @@ def read_sample_calls(paths: Sequence[str | Path], threshold: float) -> list[Sam
     """
     samples: dict[str, SampleCalls] = {}
     for path in paths:
-        rows = read_tsv(path, CALL_COLUMNS)
+        rows = list(read_tsv(path, CALL_COLUMNS))
         summary = _read_summary(Path(path).parent / "summary.json")
         names = sorted({row["sample"] for row in rows}) or [str(summary.get("sample") or Path(path).parent.name)]
         if len(names) > 1:

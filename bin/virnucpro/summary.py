@@ -1,21 +1,24 @@
 """Per-sample results: gathers the shards' predictions, checks that every frame was scored once,
-and calls each input sequence from its chunks' scores."""
+and calls each input sequence from its chunks' scores.
+
+The predictions are streamed, never held: memory grows with the number of chunks and sequences,
+not frames, and prediction_results.txt is copied from the shard files line by line.
+"""
 
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
 import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import IO, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .atomic import write_text
+from .atomic import atomic_open
 from .errors import InputError, VirNucProError
 from .fasta import open_text, read_fasta
 
@@ -49,25 +52,24 @@ def call_rule(threshold: float) -> str:
 # ---------------------------------------------------------------- reading
 
 
-def read_tsv(path: str | Path, columns: Sequence[str]) -> list[dict[str, str]]:
+def read_tsv(path: str | Path, columns: Sequence[str]) -> Iterator[dict[str, str]]:
     """Rows of a tab-separated file with a header line that names at least ``columns``."""
     with open_text(path) as handle:
-        lines = [line.rstrip("\r\n") for line in handle]
-    if not lines:
-        raise InputError(path, "empty file: expected a header line")
-    header = lines[0].split("\t")
-    missing = [column for column in columns if column not in header]
-    if missing:
-        raise InputError(path, f"header lacks column(s) {', '.join(missing)}")
-    rows = []
-    for number, line in enumerate(lines[1:], start=2):
-        if not line:
-            continue
-        values = line.split("\t")
-        if len(values) != len(header):
-            raise InputError(path, f"line {number} has {len(values)} fields, the header {len(header)}")
-        rows.append(dict(zip(header, values)))
-    return rows
+        first = handle.readline()
+        if not first:
+            raise InputError(path, "empty file: expected a header line")
+        header = first.rstrip("\r\n").split("\t")
+        missing = [column for column in columns if column not in header]
+        if missing:
+            raise InputError(path, f"header lacks column(s) {', '.join(missing)}")
+        for number, line in enumerate(handle, start=2):
+            line = line.rstrip("\r\n")
+            if not line:
+                continue
+            values = line.split("\t")
+            if len(values) != len(header):
+                raise InputError(path, f"line {number} has {len(values)} fields, the header {len(header)}")
+            yield dict(zip(header, values))
 
 
 def parse_int(path: str | Path, value: str, what: str) -> int:
@@ -85,7 +87,7 @@ class Shard:
     last_id: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SequenceEntry:
     record: int
     sequence_id: str
@@ -97,12 +99,11 @@ class SequenceEntry:
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Prediction:
     frame_id: str
-    line: str  # the row as read, written back unchanged
-    others: np.float32
-    virus: np.float32
+    others: float  # the float32 value of score1 (compares as float32 does)
+    virus: float
 
 
 def read_shards(path: str | Path) -> list[Shard]:
@@ -133,57 +134,68 @@ def read_sequences(path: str | Path) -> list[SequenceEntry]:
     return entries
 
 
-def read_predictions(path: str | Path) -> list[Prediction]:
+def prediction_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(line number, line without its end) of each row of a predictions file, the header checked."""
     with open_text(path) as handle:
-        lines = [line.rstrip("\r\n") for line in handle]
-    if not lines or lines[0] != PREDICTION_HEADER.rstrip("\n"):
-        raise InputError(path, "not a predictions file: the header must be " + PREDICTION_HEADER.rstrip("\n").replace("\t", " "))
-    predictions = []
-    for number, line in enumerate(lines[1:], start=2):
-        if not line:
-            continue
+        if handle.readline().rstrip("\r\n") != PREDICTION_HEADER.rstrip("\n"):
+            raise InputError(path, "not a predictions file: the header must be " + PREDICTION_HEADER.rstrip("\n").replace("\t", " "))
+        for number, line in enumerate(handle, start=2):
+            line = line.rstrip("\r\n")
+            if line:
+                yield number, line
+
+
+def read_predictions(path: str | Path) -> Iterator[Prediction]:
+    for number, line in prediction_lines(path):
         fields = line.split("\t")
         if len(fields) != 4 or fields[1] not in LABELS:
             raise InputError(path, f"line {number} is not 'Sequence_ID, Prediction, score1, score2'")
         try:
-            others, virus = np.float32(fields[2]), np.float32(fields[3])
+            others, virus = float(np.float32(fields[2])), float(np.float32(fields[3]))
         except ValueError:
             raise InputError(path, f"line {number} has a score that is not a number", fields[0]) from None
-        predictions.append(Prediction(fields[0], line, others, virus))
-    return predictions
+        yield Prediction(fields[0], others, virus)
 
 
 # ---------------------------------------------------------------- checking
 
 
-def predictions_by_shard(
-    shards: Sequence[Shard], prediction_files: Sequence[tuple[str, list[Prediction]]], shards_path: str | Path
-) -> list[tuple[str, list[Prediction]]]:
-    """Match each predictions file to its shard by first frame ID; (file, predictions) in shard order.
+def files_by_shard(shards: Sequence[Shard], prediction_paths: Sequence[str], shards_path: str | Path) -> list[tuple[str, Shard]]:
+    """Match each predictions file to its shard by first frame ID; (file, shard) in shard order.
 
-    Every shard needs exactly one file holding exactly its frames (count, first and last ID).
+    Every shard needs exactly one file; ``shard_predictions`` checks that it holds exactly its frames.
     """
     shard_by_first = {shard.first_id: shard for shard in shards}
-    matched: dict[str, tuple[str, list[Prediction]]] = {}
-    for path, predictions in prediction_files:
-        if not predictions:
+    matched: dict[str, str] = {}
+    for path in prediction_paths:
+        first = next(read_predictions(path), None)
+        if first is None:
             continue  # a header-only file scores no frame, so it cannot stand for any shard
-        shard = shard_by_first.get(predictions[0].frame_id)
+        shard = shard_by_first.get(first.frame_id)
         if shard is None:
-            raise InputError(path, f"its first frame belongs to no shard of {shards_path}", predictions[0].frame_id)
+            raise InputError(path, f"its first frame belongs to no shard of {shards_path}", first.frame_id)
         if shard.name in matched:
-            raise InputError(path, f"shard {shard.name} already has predictions in {matched[shard.name][0]}")
-        if len(predictions) != shard.frames or predictions[-1].frame_id != shard.last_id:
-            raise InputError(
-                path,
-                f"shard {shard.name} has {shard.frames} frames ending at '{shard.last_id}' but the file holds "
-                f"{len(predictions)} predictions ending at '{predictions[-1].frame_id}' (incomplete or mixed up)",
-            )
-        matched[shard.name] = (path, predictions)
+            raise InputError(path, f"shard {shard.name} already has predictions in {matched[shard.name]}")
+        matched[shard.name] = path
     missing = [shard.name for shard in shards if shard.name not in matched]
     if missing:
         raise InputError(shards_path, f"no predictions for shard(s) {', '.join(missing)}")
-    return [matched[shard.name] for shard in shards]
+    return [(matched[shard.name], shard) for shard in shards]
+
+
+def shard_predictions(files: Sequence[tuple[str, Shard]]) -> Iterator[tuple[str, Prediction]]:
+    """(file, prediction) of every file in order, checking that each holds exactly its shard's frames."""
+    for path, shard in files:
+        count, last = 0, ""
+        for prediction in read_predictions(path):
+            count, last = count + 1, prediction.frame_id
+            yield path, prediction
+        if count != shard.frames or last != shard.last_id:
+            raise InputError(
+                path,
+                f"shard {shard.name} has {shard.frames} frames ending at '{shard.last_id}' but the file holds "
+                f"{count} predictions ending at '{last}' (incomplete or mixed up)",
+            )
 
 
 def sequence_of(frame_id: str) -> str:
@@ -197,21 +209,32 @@ def chunk_of(frame_id: str) -> str:
 # ---------------------------------------------------------------- calling
 
 
-@dataclass
+@dataclass(slots=True)
 class ChunkScores:
-    others: np.float32
-    virus: np.float32
+    others: float
+    virus: float
 
     @property
     def viral(self) -> bool:
         return bool(self.virus >= self.others)
 
 
-@dataclass
+@dataclass(slots=True)
 class SequenceCall:
     entry: SequenceEntry
     frames_scored: int = 0
     chunks: dict[str, ChunkScores] = field(default_factory=dict)
+
+    def add(self, prediction: Prediction) -> None:
+        """Count a scored frame and keep its chunk's highest score1 and score2."""
+        self.frames_scored += 1
+        chunk_id = chunk_of(prediction.frame_id)
+        chunk = self.chunks.get(chunk_id)
+        if chunk is None:
+            self.chunks[chunk_id] = ChunkScores(prediction.others, prediction.virus)
+        else:
+            chunk.others = max(chunk.others, prediction.others)
+            chunk.virus = max(chunk.virus, prediction.virus)
 
     @property
     def status(self) -> str:
@@ -237,19 +260,6 @@ class SequenceCall:
         return "virus" if mean >= threshold else "non-virus"
 
 
-def chunk_maxima(predictions: Iterable[Prediction]) -> dict[str, ChunkScores]:
-    """Highest score1 and score2 of each chunk, in first-seen order."""
-    chunks: dict[str, ChunkScores] = {}
-    for prediction in predictions:
-        chunk = chunks.get(chunk_of(prediction.frame_id))
-        if chunk is None:
-            chunks[chunk_of(prediction.frame_id)] = ChunkScores(prediction.others, prediction.virus)
-        else:
-            chunk.others = max(chunk.others, prediction.others)
-            chunk.virus = max(chunk.virus, prediction.virus)
-    return chunks
-
-
 def call_sequences(
     entries: Sequence[SequenceEntry], predictions: Iterable[tuple[str, Prediction]], sequences_path: str | Path
 ) -> list[SequenceCall]:
@@ -260,25 +270,21 @@ def call_sequences(
         if call.entry.sequence_id in by_id:
             raise InputError(sequences_path, "sequence ID listed twice", call.entry.sequence_id)
         by_id[call.entry.sequence_id] = call
-    grouped: dict[str, list[Prediction]] = {}
     for path, prediction in predictions:
-        sequence_id = sequence_of(prediction.frame_id)
-        if sequence_id not in by_id:
+        call = by_id.get(sequence_of(prediction.frame_id))
+        if call is None:
             raise InputError(path, f"frame belongs to no sequence listed in {sequences_path}", prediction.frame_id)
-        grouped.setdefault(sequence_id, []).append(prediction)
+        call.add(prediction)
     for call in calls:
-        scored = grouped.get(call.entry.sequence_id, [])
         expected = call.entry.frames if call.entry.status == "pending" else 0
-        if call.entry.status == "pending" and not scored:
+        if call.entry.status == "pending" and not call.frames_scored:
             raise VirNucProError(f"{sequences_path}: sequence '{call.entry.sequence_id}' is pending but no frame of it was scored")
-        if len(scored) != expected:
+        if call.frames_scored != expected:
             raise InputError(
                 sequences_path,
-                f"status {call.entry.status} with {expected} frames to score, but {len(scored)} frames were scored",
+                f"status {call.entry.status} with {expected} frames to score, but {call.frames_scored} frames were scored",
                 call.entry.sequence_id,
             )
-        call.frames_scored = len(scored)
-        call.chunks = chunk_maxima(scored)
     return calls
 
 
@@ -300,26 +306,28 @@ def call_row(sample: str, call: SequenceCall, threshold: float) -> list[str]:
     ]
 
 
-def format_calls(sample: str, calls: Sequence[SequenceCall], threshold: float) -> str:
-    lines = ["\t".join(CALL_COLUMNS)]
-    lines += ["\t".join(call_row(sample, call, threshold)) for call in calls]
-    return "\n".join(lines) + "\n"
+def write_calls(handle: IO[str], sample: str, calls: Sequence[SequenceCall], threshold: float) -> None:
+    handle.write("\t".join(CALL_COLUMNS) + "\n")
+    for call in calls:
+        handle.write("\t".join(call_row(sample, call, threshold)) + "\n")
 
 
-def format_prediction_results(predictions: Iterable[Prediction]) -> str:
-    return PREDICTION_HEADER + "".join(f"{prediction.line}\n" for prediction in predictions)
+def write_prediction_results(handle: IO[str], prediction_paths: Iterable[str]) -> None:
+    """The original's prediction_results.txt: every shard's rows, as read, in shard order."""
+    handle.write(PREDICTION_HEADER)
+    for path in prediction_paths:
+        for _, line in prediction_lines(path):
+            handle.write(f"{line}\n")
 
 
-def format_highest_scores(predictions: Iterable[Prediction]) -> str:
+def write_highest_scores(handle: IO[str], calls: Iterable[SequenceCall]) -> None:
     """The original's prediction_results_highestscore.csv: per chunk, max(score2) >= max(score1),
     rows sorted by chunk ID as pandas groupby sorts, written as pandas to_csv(sep='\\t') does."""
-    chunks = chunk_maxima(predictions)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
+    chunks = {chunk_id: chunk for call in calls for chunk_id, chunk in call.chunks.items()}
+    writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
     writer.writerow(["Modified_ID", "Is_Virus"])
     for chunk_id in sorted(chunks):
         writer.writerow([chunk_id, str(chunks[chunk_id].viral)])
-    return buffer.getvalue()
 
 
 def header_lines(path: str | Path, line_numbers: set[int]) -> dict[int, str]:
@@ -340,10 +348,11 @@ def wrap(sequence: str, width: int = FASTA_LINE_WIDTH) -> str:
     return "".join(f"{sequence[start:start + width]}\n" for start in range(0, len(sequence), width))
 
 
-def format_viral_fasta(fasta_path: str | Path, calls: Sequence[SequenceCall], threshold: float) -> str:
-    """The input records called virus, unmodified, matched to sequences.tsv by record number."""
+def viral_header_lines(fasta_path: str | Path, calls: Sequence[SequenceCall], threshold: float) -> set[int]:
+    """The header line numbers of the input records called virus, each record checked against
+    sequences.tsv by record number."""
     by_record = {call.entry.record: call for call in calls}
-    viral_records = []
+    viral_lines = set()
     count = 0
     for count, record in enumerate(read_fasta(fasta_path), start=1):
         call = by_record.get(count)
@@ -351,11 +360,18 @@ def format_viral_fasta(fasta_path: str | Path, calls: Sequence[SequenceCall], th
             listed = f"'{call.entry.input_id}'" if call else "nothing"
             raise InputError(fasta_path, f"record {count} is not what sequences.tsv lists there ({listed}): not the input FASTA of this sample", record.id)
         if call.call(threshold) == "virus":
-            viral_records.append(record)
+            viral_lines.add(record.line)
     if count != len(calls):
         raise InputError(fasta_path, f"holds {count} records but sequences.tsv lists {len(calls)}: not the input FASTA of this sample")
-    headers = header_lines(fasta_path, {record.line for record in viral_records})
-    return "".join(f"{headers[record.line]}\n{wrap(record.sequence)}" for record in viral_records)
+    return viral_lines
+
+
+def write_viral_fasta(handle: IO[str], fasta_path: str | Path, viral_lines: set[int]) -> None:
+    """The records with a header on ``viral_lines``: the header unmodified, the sequence wrapped."""
+    headers = header_lines(fasta_path, viral_lines)
+    for record in read_fasta(fasta_path):
+        if record.line in headers:
+            handle.write(f"{headers[record.line]}\n{wrap(record.sequence)}")
 
 
 def sample_summary(sample: str, calls: Sequence[SequenceCall], shards: int, threshold: float) -> dict:
@@ -404,27 +420,25 @@ def summarize(
     check_threshold(threshold)
     shards = read_shards(shards_path)
     entries = read_sequences(sequences_path)
-    files = [(path, read_predictions(path)) for path in prediction_paths]
-    ordered = predictions_by_shard(shards, files, shards_path)
-    tagged = [(path, prediction) for path, predictions in ordered for prediction in predictions]
-    calls = call_sequences(entries, tagged, sequences_path)
-    all_predictions = [prediction for _, prediction in tagged]
-    viral_fasta = format_viral_fasta(fasta_path, calls, threshold) if fasta_path else None
+    files = files_by_shard(shards, prediction_paths, shards_path)
+    calls = call_sequences(entries, shard_predictions(files), sequences_path)
+    viral_lines = viral_header_lines(fasta_path, calls, threshold) if fasta_path else None
     summary = sample_summary(sample, calls, len(shards), threshold)
     if stage_metrics is not None:
         summary["stages"] = stage_metrics
 
     outdir = Path(outdir)
-    outputs = {
-        "prediction_results.txt": format_prediction_results(all_predictions),
-        "prediction_results_highestscore.csv": format_highest_scores(all_predictions),
-        "sequence_calls.tsv": format_calls(sample, calls, threshold),
-        "summary.json": json.dumps(summary, indent=2, sort_keys=True) + "\n",
-    }
-    if viral_fasta is None:
+    with atomic_open(outdir / "prediction_results.txt") as handle:
+        write_prediction_results(handle, [path for path, _ in files])
+    with atomic_open(outdir / "prediction_results_highestscore.csv") as handle:
+        write_highest_scores(handle, calls)
+    with atomic_open(outdir / "sequence_calls.tsv") as handle:
+        write_calls(handle, sample, calls, threshold)
+    with atomic_open(outdir / "summary.json") as handle:
+        handle.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    if viral_lines is None:
         log.warning("no --fasta given: viral_sequences.fasta is not written")
     else:
-        outputs["viral_sequences.fasta"] = viral_fasta
-    for name, text in outputs.items():
-        write_text(outdir / name, text)
+        with atomic_open(outdir / "viral_sequences.fasta") as handle:
+            write_viral_fasta(handle, fasta_path, viral_lines)
     return summary
