@@ -26,7 +26,10 @@ workflow VIRNUCPRO {
         request.local_esm,
         request.local_classifier,
     )
-    models = STAGE_MODELS.out.models.map { dir -> stagedModels(dir) }
+    models = STAGE_MODELS.out.models.map { dir -> stagedModels(dir, request) }
+    models_json = STAGE_MODELS.out.models.map { dir -> dir.resolve('models.json') }
+    // a publishDir pattern cannot pick a file inside the declared output folder: copy it here
+    models_json.collectFile(name: 'models.json', storeDir: "${params.outdir}/pipeline_info")
 
     PREPARE_FRAMES(samples, request.chunk_size)
 
@@ -61,7 +64,7 @@ workflow VIRNUCPRO {
         .mix(CLASSIFY_FRAMES.out.metrics.map { _meta, metrics -> metrics })
     MAKE_REPORT(
         SUMMARIZE.out.results.map { _meta, results -> results }.collect(),
-        STAGE_MODELS.out.models.map { dir -> dir.resolve('models.json') },
+        models_json,
         all_metrics.collect(),
     )
 
@@ -71,15 +74,16 @@ workflow VIRNUCPRO {
 }
 
 /*
- * The staged models as process inputs, from models.json: paths are relative to its folder
- * for fetched models and absolute for the user's own files.
+ * The staged models as process inputs. Fetched models: from models.json, paths relative to
+ * its folder. The user's own files: the paths given (models.json holds the path STAGE_MODELS
+ * saw inside its task, which is a copy in the task's scratch space on cloud executors).
  */
-def stagedModels(Path dir) {
+def stagedModels(Path dir, Map request) {
     def entries = new groovy.json.JsonSlurper().parseText(dir.resolve('models.json').text)
     return [
-        dnabert: dir.resolve(entries.dnabert.path),
-        esm: dir.resolve(entries.esm.path),
-        classifier: dir.resolve(entries.classifier.path),
+        dnabert: request.local_dnabert ?: dir.resolve(entries.dnabert.path),
+        esm: request.local_esm ?: dir.resolve(entries.esm.path),
+        classifier: request.local_classifier ?: dir.resolve(entries.classifier.path),
     ]
 }
 

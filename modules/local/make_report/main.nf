@@ -4,7 +4,7 @@ process MAKE_REPORT {
     input:
     path(samples, arity: '1..*')   // one results folder per sample, named after it
     path(models)
-    path(metrics, stageAs: 'metrics/*', arity: '1..*')
+    path(metrics, stageAs: '_metrics/*', arity: '1..*')   // '_': no sample folder has that name
 
     output:
     path("report.html"), emit: report

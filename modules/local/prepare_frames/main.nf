@@ -3,7 +3,7 @@ process PREPARE_FRAMES {
     label 'process_medium'
 
     input:
-    tuple val(meta), path(fasta, stageAs: 'input/*')
+    tuple val(meta), path(fasta, stageAs: '_input/*')
     val(chunk_size)
 
     output:

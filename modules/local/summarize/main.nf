@@ -3,7 +3,8 @@ process SUMMARIZE {
     label 'process_low'
 
     input:
-    tuple val(meta), path(fasta, stageAs: 'input/*'), path(shards), path(sequences), path(predictions, stageAs: 'predictions/*', arity: '0..*'), path(metrics, stageAs: 'metrics/*', arity: '1..*')
+    // staging folders start with '_', which no sample name (the output folder) can
+    tuple val(meta), path(fasta, stageAs: '_input/*'), path(shards), path(sequences), path(predictions, stageAs: '_predictions/*', arity: '0..*'), path(metrics, stageAs: '_metrics/*', arity: '1..*')
 
     output:
     tuple val(meta), path("${meta.id}"), emit: results
