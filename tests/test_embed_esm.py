@@ -62,6 +62,16 @@ def test_rerun_is_byte_identical(reference, tmp_path):
     assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes()
 
 
+def test_a_legacy_format_checkpoint_gives_the_same_embeddings(reference, tmp_path):
+    # torch's pre-zip format cannot be memory-mapped; it is read whole instead
+    legacy = tmp_path / "esm2_t36_tiny_UR50D.pt"
+    torch.save(torch.load(tiny_model(reference), weights_only=False), legacy, _use_new_zipfile_serialization=False)
+    fasta = reference / "identified_protein500.faa"
+    embed(reference, fasta, tmp_path / "zip.h5")
+    run_script("embed_esm.py", "--fasta", fasta, "--model", legacy, "--out", tmp_path / "legacy.h5", "--device", "cpu", "--no-progress")
+    assert np.array_equal(read_embeddings(tmp_path / "legacy.h5").vectors, read_embeddings(tmp_path / "zip.h5").vectors)
+
+
 def test_empty_input_gives_an_empty_matrix(reference, tmp_path):
     fasta = tmp_path / "empty.faa"
     fasta.write_text("")

@@ -103,11 +103,21 @@ def checkpoint_path(model: str) -> Path:
     return path
 
 
+def _safe_load(path: Path, mmap: bool) -> Any:
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        return torch.load(path, map_location="cpu", mmap=mmap, weights_only=True)
+
+
 def read_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint dict, its tensors memory-mapped from the file (nothing is copied yet)."""
+    """The checkpoint dict, its tensors memory-mapped from the file (nothing is copied yet);
+    a file in torch's legacy (pre-zip) format cannot be memory-mapped and is read whole."""
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        try:
+            checkpoint = _safe_load(path, mmap=True)
+        except RuntimeError as error:
+            if "mmap" not in str(error):
+                raise
+            checkpoint = _safe_load(path, mmap=False)
     except pickle.UnpicklingError as error:
         reason = str(error).split("WeightsUnpickler error:")[-1].strip().splitlines()[0].split(" was not an allowed")[0]
         raise VirNucProError(f"{path}: refused to load: it holds objects other than tensors and settings ({reason})") from None
