@@ -4,10 +4,12 @@
  * Usage and every parameter: docs/usage.md.
  */
 
-include { VIRNUCPRO } from './workflows/virnucpro'
+include { validateParameters } from 'plugin/nf-schema'
+include { VIRNUCPRO          } from './workflows/virnucpro'
 
 workflow {
     main:
+    validateParameters()
     if (!params.input) {
         error("--input is required: a FASTA file (plain or gzip), a glob of them, or a samplesheet CSV with columns sample,fasta")
     }
@@ -18,6 +20,9 @@ workflow {
         inputSamples(params.input.toString()),
         modelRequest(params.dnabert_model, params.esm_model, params.classifier, params.chunk_size, params.tiny_models),
     )
+
+    // a publishDir pattern cannot pick a file inside a declared output folder: copy it here
+    VIRNUCPRO.out.models.collectFile(name: 'models.json', storeDir: "${params.outdir}/pipeline_info")
 
     channel.topic('versions')
         .unique()

@@ -28,8 +28,6 @@ workflow VIRNUCPRO {
     )
     models = STAGE_MODELS.out.models.map { dir -> stagedModels(dir, request) }
     models_json = STAGE_MODELS.out.models.map { dir -> dir.resolve('models.json') }
-    // a publishDir pattern cannot pick a file inside the declared output folder: copy it here
-    models_json.collectFile(name: 'models.json', storeDir: "${params.outdir}/pipeline_info")
 
     PREPARE_FRAMES(samples, request.chunk_size)
 
@@ -71,6 +69,7 @@ workflow VIRNUCPRO {
     emit:
     results = SUMMARIZE.out.results     // channel: [ meta, folder of per-sample results ]
     report  = MAKE_REPORT.out.report    // channel: report.html
+    models  = models_json               // channel: models.json (a file inside the staged folder)
 }
 
 /*
