@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import run_script
-from virnucpro import staging, tiny_models
+from virnucpro import dnabert, staging, tiny_models
 from virnucpro.errors import InputError
 
 
@@ -126,7 +126,7 @@ def test_dnabert_download_is_limited_to_the_files_needed(tiny, tmp_path, monkeyp
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
     entry = staging.stage_dnabert("zhihan1996/DNABERT-S", tmp_path)
-    assert requests == [("zhihan1996/DNABERT-S", staging.DNABERT_FILES)]
+    assert requests == [("zhihan1996/DNABERT-S", dnabert.HUB_FILES)]
     assert entry.path == "dnabert/zhihan1996--DNABERT-S"
     assert not (tmp_path / entry.path / ".cache").exists()
     assert "dnabert/zhihan1996--DNABERT-S/pytorch_model.bin" in staging.read_manifest(tmp_path / staging.MANIFEST)

@@ -3,7 +3,8 @@ describe them in ``models.json``.
 
 Layout of the output directory (a file already there is reused after verification):
 - ``dnabert/<owner>--<name>/``: a Hugging Face snapshot limited to the files the embedder reads
-- ``esm/<name>.pt`` and ``esm/<name>-contact-regression.pt``: a fair-esm checkpoint
+- ``esm/<name>.pt`` and ``esm/<name>-contact-regression.pt``: a fair-esm checkpoint (the embedder reads
+  only the first; the second completes fair-esm's layout for other tools)
 - ``classifier/<file>``: the VirNucPro classifier
 - ``checksums.sha256``: sha256 of every fetched file (``sha256sum -c`` format), written on
   first fetch and checked on reuse
@@ -25,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from . import tiny_models
+from . import dnabert, tiny_models
 from .atomic import atomic_open, atomic_path
 from .errors import InputError, VirNucProError
 
@@ -36,9 +37,6 @@ DEFAULT_DNABERT = "zhihan1996/DNABERT-S"
 DEFAULT_ESM = "esm2_t36_3B_UR50D"
 ESM_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
 ESM_REGRESSION_URL = "https://dl.fbaipublicfiles.com/fair-esm/regression/{name}-contact-regression.pt"
-# The files of a DNABERT-S snapshot that the embedder reads (code files are not needed).
-DNABERT_FILES = ["config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "pytorch_model.bin", "model.safetensors"]
-DNABERT_WEIGHT_FILES = ("pytorch_model.bin", "model.safetensors")
 MANIFEST = "checksums.sha256"
 MODELS_JSON = "models.json"
 TINY_SEEDS = {"dnabert": 11, "esm": 12, "classifier": 13}
@@ -62,27 +60,26 @@ class ModelEntry:
     sha256: str
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
+def _hex_digest(digest: "hashlib._Hash", path: Path) -> str:
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    return _hex_digest(hashlib.sha256(), path)
 
 
 def git_blob_id(path: Path) -> str:
-    digest = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return _hex_digest(hashlib.sha1(b"blob %d\0" % path.stat().st_size), path)
 
 
 def dnabert_weight_file(directory: Path) -> Path:
-    for name in DNABERT_WEIGHT_FILES:
+    for name in dnabert.WEIGHT_FILES:  # the file the embedder will read
         if (directory / name).is_file():
             return directory / name
-    raise InputError(directory, f"a DNABERT-S directory needs one of {', '.join(DNABERT_WEIGHT_FILES)}")
+    raise InputError(directory, f"a DNABERT-S directory needs one of {', '.join(dnabert.WEIGHT_FILES)}")
 
 
 def model_sha256(path: Path) -> str:
@@ -146,7 +143,7 @@ def download_snapshot(repo_id: str, target: Path) -> None:
     log.info("downloading %s from the Hugging Face hub", repo_id)
     with atomic_path(target) as temporary:
         try:
-            snapshot_download(repo_id=repo_id, local_dir=temporary, allow_patterns=DNABERT_FILES)
+            snapshot_download(repo_id=repo_id, local_dir=temporary, allow_patterns=dnabert.HUB_FILES)  # the files the embedder reads, no code
         except Exception as error:  # the hub client raises many error types (HTTP, offline, missing repo)
             raise VirNucProError(f"cannot download {repo_id} from the Hugging Face hub ({error}); on a machine without internet access, stage the models where there is (see --model_cache)") from None
         shutil.rmtree(temporary / ".cache", ignore_errors=True)
@@ -234,7 +231,7 @@ def stage_classifier(spec: str | None, chunk_size: int, outdir: Path) -> ModelEn
 
 def stage_tiny(outdir: Path) -> dict[str, ModelEntry]:
     """Generate the seeded tiny models (the test profile's) into ``outdir``."""
-    dnabert = obtain(outdir, f"dnabert/{tiny_models.DNABERT_NAME}", lambda t: tiny_models.write_dnabert(t, TINY_SEEDS["dnabert"]))
+    dnabert_dir = obtain(outdir, f"dnabert/{tiny_models.DNABERT_NAME}", lambda t: tiny_models.write_dnabert(t, TINY_SEEDS["dnabert"]))
     esm_name = f"esm/{tiny_models.ESM_NAME}.pt"
 
     def write_esm(_: Path) -> None:  # writes the checkpoint and its contact-regression file
@@ -244,7 +241,7 @@ def stage_tiny(outdir: Path) -> dict[str, ModelEntry]:
     obtain(outdir, tiny_models.esm_regression_path(esm).relative_to(outdir).as_posix(), write_esm)
     classifier = obtain(outdir, f"classifier/{tiny_models.CLASSIFIER_NAME}.pth", lambda t: tiny_models.write_classifier(t, TINY_SEEDS["classifier"]))
     return {
-        "dnabert": fetched_entry(tiny_models.DNABERT_NAME, outdir, dnabert),
+        "dnabert": fetched_entry(tiny_models.DNABERT_NAME, outdir, dnabert_dir),
         "esm": fetched_entry(tiny_models.ESM_NAME, outdir, esm),
         "classifier": fetched_entry(classifier.name, outdir, classifier),
     }
