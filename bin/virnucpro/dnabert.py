@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from .embedding import embed_in_batches, iter_chunks, padded_batch, token_budget_batches
+from .embedding import embed_in_batches, iter_chunks, padded_batch, state_dict_problems, token_budget_batches
 from .errors import VirNucProError
 from .modeling_dnabert import DNABertConfig, DNABertModel, mean_pool
 
@@ -88,23 +88,6 @@ def encoder_state_dict(checkpoint: dict[str, torch.Tensor]) -> dict[str, torch.T
     return state
 
 
-def check_state_dict(state: dict[str, torch.Tensor], model: DNABertModel, path: Path) -> None:
-    """Fail naming every missing or unexpected weight and every shape that differs from config.json."""
-    expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
-    problems = []
-    missing = [name for name in expected if name not in state]
-    unexpected = [name for name in state if name not in expected]
-    if missing:
-        problems.append(f"missing weights {', '.join(missing)}")
-    if unexpected:
-        problems.append(f"unexpected weights {', '.join(unexpected)}")
-    for name, shape in expected.items():
-        if name in state and tuple(state[name].shape) != shape:
-            problems.append(f"{name} has shape {tuple(state[name].shape)}, config.json implies {shape}")
-    if problems:
-        raise VirNucProError(f"{path}: not a DNABERT-S checkpoint matching its config.json: {'; '.join(problems)}")
-
-
 def load_model(directory: Path, device: torch.device, dtype: torch.dtype) -> DNABertModel:
     """The encoder with the checkpoint's weights, cast to ``dtype`` on ``device``, in eval mode."""
     config = read_config(directory)
@@ -112,7 +95,9 @@ def load_model(directory: Path, device: torch.device, dtype: torch.dtype) -> DNA
     state = encoder_state_dict(checkpoint)
     with torch.device("meta"):  # no random initialisation: every tensor comes from the checkpoint
         model = DNABertModel(config)
-    check_state_dict(state, model, path)
+    problems = state_dict_problems(state, model, CONFIG_FILE)
+    if problems:
+        raise VirNucProError(f"{path}: not a DNABERT-S checkpoint matching its {CONFIG_FILE}: {'; '.join(problems)}")
     model.load_state_dict(state, assign=True)
     return model.to(device=device, dtype=dtype).eval()
 

@@ -63,6 +63,23 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
+def state_dict_problems(state: Mapping[str, torch.Tensor], model: torch.nn.Module, shapes_from: str) -> list[str]:
+    """What keeps ``state`` from loading into ``model``: missing and unexpected weights, and every
+    shape that differs from the one ``shapes_from`` (the model's configuration) implies."""
+    expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    problems = []
+    missing = [name for name in expected if name not in state]
+    unexpected = [name for name in state if name not in expected]
+    if missing:
+        problems.append(f"missing weights {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"unexpected weights {', '.join(unexpected)}")
+    for name, shape in expected.items():
+        if name in state and tuple(state[name].shape) != shape:
+            problems.append(f"{name} has shape {tuple(state[name].shape)}, {shapes_from} implies {shape}")
+    return problems
+
+
 def peak_gpu_memory(device: torch.device) -> int | None:
     return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
 

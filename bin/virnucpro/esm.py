@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from . import embedding
-from .embedding import embed_in_batches, token_budget_batches
+from .embedding import embed_in_batches, state_dict_problems, token_budget_batches
 from .errors import InputError, VirNucProError
 from .fasta import FastaRecord
 from .modeling_esm2 import ESM2Config, ESM2Model
@@ -182,13 +182,7 @@ def load_model(checkpoint: Checkpoint, device: torch.device, dtype: torch.dtype)
         for key, tensor in checkpoint.state.items()
         if key in expected or not _beyond_layer(key, checkpoint.layer)
     }
-    problems = [f"missing {key}" for key in expected if key not in state]
-    problems += [f"unexpected {key}" for key in state if key not in expected]
-    problems += [
-        f"{key} has shape {tuple(state[key].shape)}, cfg implies {tuple(tensor.shape)}"
-        for key, tensor in expected.items()
-        if key in state and state[key].shape != tensor.shape
-    ]
+    problems = state_dict_problems(state, model, "cfg")
     if problems:
         raise VirNucProError(f"{checkpoint.path}: weights do not match an ESM-2 model of its cfg: {'; '.join(problems[:5])}")
     model.load_state_dict(state, assign=True)
