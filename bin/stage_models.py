@@ -7,12 +7,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from virnucpro import cli, staging
+from virnucpro import atomic, cli, staging
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.make_parser(__doc__)
-    parser.add_argument("--outdir", required=True, type=Path, help="directory for fetched models, checksums.sha256 and models.json (reused when it exists)")
+    parser.add_argument("--outdir", required=True, type=Path, help="directory for fetched models, checksums.sha256, models.json and versions.txt (reused when it exists)")
     parser.add_argument("--chunk-size", type=int, required=True, choices=staging.CHUNK_SIZES, help="chunk length the classifier must have been trained on")
     parser.add_argument("--dnabert", default=staging.DEFAULT_DNABERT, help="DNABERT-S: Hugging Face model ID or a local model directory (used in place)")
     parser.add_argument("--esm", default=staging.DEFAULT_ESM, help="ESM-2: fair-esm model name or a local .pt file (used in place; its -contact-regression.pt beside it)")
@@ -28,6 +28,9 @@ def main(args: argparse.Namespace) -> None:
     else:
         entries = staging.stage_models(args.outdir, args.chunk_size, args.dnabert, args.esm, args.classifier)
     staging.write_models_json(args.outdir, entries)
+    # the pipeline reports this step's version from here: a storeDir task reused from the
+    # cache runs no command, so its version cannot come from running --version
+    atomic.write_text(args.outdir / staging.VERSIONS_FILE, cli.dependency_versions() + "\n")
 
 
 if __name__ == "__main__":

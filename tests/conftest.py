@@ -34,3 +34,9 @@ def run_script(name: str, *args: object, check: bool = True) -> subprocess.Compl
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} exited {result.returncode}\n{result.stderr}")
     return result
+
+
+@pytest.fixture(scope="session")
+def nxf_home(tmp_path_factory) -> Path:
+    """A Nextflow home of the tests' own: no user config, no plugin, nothing downloaded."""
+    return tmp_path_factory.mktemp("nxf_home")

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+from jsonschema import Draft202012Validator
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((REPO / "nextflow_schema.json").read_text())
@@ -103,3 +104,41 @@ def test_profiles_set_only_known_parameters():
         if block:
             names |= set(re.findall(r"^\s*(\w+)\s*=", block.group(1), re.MULTILINE))
         assert names <= known, f"{config.name}: unknown parameters {names - known}"
+
+
+def profile_params(name: str) -> dict[str, object]:
+    """The literal values a profile's params block sets (interpolated strings left out)."""
+    block = re.search(r"^params \{\n(.*?)^\}", (REPO / "conf" / f"{name}.config").read_text(), re.MULTILINE | re.DOTALL).group(1)
+    values = {}
+    for line in block.splitlines():
+        name, _, value = (part.strip() for part in line.split("//")[0].partition("="))
+        if name and '"' not in value:
+            values[name] = groovy_literal(value)
+    return values
+
+
+def test_schema_is_valid_draft_2020_12():
+    Draft202012Validator.check_schema(SCHEMA)
+
+
+@pytest.mark.parametrize("profile", ["defaults", "test", "test_full"])
+def test_defaults_and_profiles_validate(profile):
+    values = {name: value for name, value in config_params().items() if value is not None}
+    if profile != "defaults":
+        values |= profile_params(profile)
+    values.setdefault("input", "samples.csv")
+    assert not [error.message for error in Draft202012Validator(SCHEMA).iter_errors(values)]
+
+
+@pytest.mark.parametrize("name, value", [
+    ("chunk_size", 400), ("chunk_size", "500"), ("threshold", 1.5), ("precision", "fp16"), ("use_gpu", "false"),
+    ("shard_size", 0), ("input", "two words.fa"),
+])
+def test_wrong_values_are_refused(name, value):
+    values = {"input": "samples.csv", name: value}
+    assert list(Draft202012Validator(SCHEMA).iter_errors(values)), f"{name}={value!r} passed"
+
+
+def test_input_takes_a_file_or_a_glob():
+    # nf-schema resolves a glob to a list of files, which its 'file-path' format refuses
+    assert schema_params()["input"]["format"] == "file-path-pattern"

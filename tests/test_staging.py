@@ -198,3 +198,12 @@ def test_cli_refuses_a_mismatched_classifier_before_anything_else(tmp_path):
     assert result.stderr.strip().splitlines()[-1].startswith("ERROR [stage_models.py]")
     assert "300 bp chunks" in result.stderr
     assert not (tmp_path / "models" / "dnabert").exists()
+
+
+def test_the_script_writes_its_version_beside_models_json(tmp_path):
+    # the pipeline reports STAGE_MODELS' version from this file: a task reused from
+    # --model_cache (storeDir) runs no command
+    run_script("stage_models.py", "--outdir", tmp_path / "models", "--chunk-size", 500, "--tiny")
+    version = run_script("stage_models.py", "--version").stdout
+    assert (tmp_path / "models" / staging.VERSIONS_FILE).read_text() == version
+    assert version.startswith("virnucpro ")

@@ -17,7 +17,7 @@ include { MAKE_REPORT     } from '../modules/local/make_report'
 workflow VIRNUCPRO {
     take:
     samples     // channel: [ meta, fasta ], meta = [id: sample]
-    request     // value: model request, see modelRequest() in main.nf
+    request     // value: model request, see modelRequest() in subworkflows/local/utils_virnucpro_pipeline
 
     main:
     STAGE_MODELS(
@@ -43,7 +43,8 @@ workflow VIRNUCPRO {
         .join(CLASSIFY_FRAMES.out.metrics)
         .map { meta, predictions, dnabert, esm, classify -> [groupKey(meta.id, meta.shards), predictions, [dnabert, esm, classify]] }
         .groupTuple()
-        .map { id, predictions, metrics -> [id.toString(), [predictions, metrics.flatten()]] }
+        // sorted: the order in which shards finish must not change SUMMARIZE's inputs (-resume)
+        .map { id, predictions, metrics -> [id.toString(), [byName(predictions), byName(metrics.flatten())]] }
 
     // samples without kept frames have no shard: remainder keeps them, with no predictions
     summary_input = samples.map { meta, fasta -> [meta.id, meta, fasta] }
@@ -61,15 +62,19 @@ workflow VIRNUCPRO {
         .mix(EMBED_ESM.out.metrics.map { _meta, metrics -> metrics })
         .mix(CLASSIFY_FRAMES.out.metrics.map { _meta, metrics -> metrics })
     MAKE_REPORT(
-        SUMMARIZE.out.results.map { _meta, results -> results }.collect(),
+        SUMMARIZE.out.results.map { _meta, results -> results }.toSortedList { a, b -> a.name <=> b.name },
         models_json,
-        all_metrics.collect(),
+        all_metrics.toSortedList { a, b -> a.name <=> b.name },
     )
 
+    // emitted by name: Nextflow 25.04's strict parser loses `emit: name = value` (nf-lang 25.04.0)
+    results = SUMMARIZE.out.results
+    report = MAKE_REPORT.out.report
+
     emit:
-    results = SUMMARIZE.out.results     // channel: [ meta, folder of per-sample results ]
-    report  = MAKE_REPORT.out.report    // channel: report.html
-    models  = models_json               // channel: models.json (a file inside the staged folder)
+    results         // channel: [ meta, folder of per-sample results ]
+    report          // channel: report.html
+    models_json     // channel: models.json (a file inside the staged folder)
 }
 
 /*
@@ -101,4 +106,8 @@ def pairShards(Map meta, List fnas, List faas) {
 
 def filesByShard(List files) {
     return files.collectEntries { file -> [file.baseName, file] }
+}
+
+def byName(List files) {
+    return files.sort(false) { file -> file.name }
 }

@@ -39,6 +39,7 @@ ESM_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
 ESM_REGRESSION_URL = "https://dl.fbaipublicfiles.com/fair-esm/regression/{name}-contact-regression.pt"
 MANIFEST = "checksums.sha256"
 MODELS_JSON = "models.json"
+VERSIONS_FILE = "versions.txt"
 TINY_SEEDS = {"dnabert": 11, "esm": 12, "classifier": 13}
 
 

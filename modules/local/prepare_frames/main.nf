@@ -7,7 +7,7 @@ process PREPARE_FRAMES {
     val(chunk_size)
 
     output:
-    tuple val(meta), path("${meta.id}.*.fna", arity: '1..*'), path("${meta.id}.*.faa", arity: '1..*'), emit: shards, optional: true
+    tuple val(meta), path("${meta.id}.*.fna", arity: '0..*'), path("${meta.id}.*.faa", arity: '0..*'), emit: shards
     tuple val(meta), path("${meta.id}.shards.tsv"), path("${meta.id}.sequences.tsv"), emit: tables
     tuple val(meta), path("${meta.id}.prepare_frames.json"), emit: metrics
     tuple val("${task.process}"), val('virnucpro'), eval('prepare_frames.py --version'), topic: versions

@@ -9,8 +9,9 @@ process STAGE_MODELS {
     path(local_classifier, stageAs: 'local/classifier/*')
 
     output:
+    // no eval output: with --model_cache this task has a storeDir, which allows files only;
+    // stage_models.py writes its version into the folder (versions.txt)
     path("${key}"), emit: models
-    tuple val("${task.process}"), val('virnucpro'), eval('stage_models.py --version'), topic: versions
 
     script:
     def args = task.ext.args ?: ''
@@ -24,5 +25,6 @@ process STAGE_MODELS {
     mkdir -p ${key}/dnabert/stub ${key}/esm ${key}/classifier
     touch ${key}/esm/esm2_stub.pt ${key}/esm/esm2_stub-contact-regression.pt ${key}/classifier/stub.pth
     echo '{"dnabert": {"name": "stub", "path": "dnabert/stub", "sha256": ""}, "esm": {"name": "esm2_stub", "path": "esm/esm2_stub.pt", "sha256": ""}, "classifier": {"name": "stub.pth", "path": "classifier/stub.pth", "sha256": ""}}' > ${key}/models.json
+    echo 'virnucpro stub' > ${key}/versions.txt
     """
 }

@@ -1,0 +1,99 @@
+"""Nextflow itself reads the project: `nextflow lint` finds nothing in any .nf or .config file,
+and `nextflow config` resolves every profile, with the directives its executor needs, under
+both parsers and whatever the order of the profiles."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from nextflow_cli import NEXTFLOW, PARSERS, REPO, nextflow
+
+pytestmark = pytest.mark.skipif(shutil.which("java") is None, reason="java (17 or later) is not installed: Nextflow needs it")
+
+# besides lint's own (.git, .nf-test, work): the venv, the Nextflow runtime, and nf-test's
+# config, which is no Nextflow config
+LINT_EXCLUDES = [".git", ".nf-test", "work", ".venv", "lib", "nf-test.config"]
+LINT_MESSAGES = REPO / "tests" / "nextflow" / "lint_messages.groovy"
+# the project entry of `nextflow config`: the test entry, whose folder has no nextflow_schema.json,
+# so that the strict parser does not fetch nf-schema (the repository root's nextflow.config is
+# read all the same, as for any run launched from there)
+PROJECT = "tests/pipeline"
+# what each profile must set: lines of `nextflow config -flat` output
+PROFILE_SETTINGS = {
+    "docker": ["docker.enabled = true", "process.container = 'virnucpro:0.1.0'"],
+    "singularity": [
+        "singularity.enabled = true", "singularity.envWhitelist = 'CUDA_VISIBLE_DEVICES'",
+        f"process.container = '{REPO}/tests/pipeline/containers/virnucpro_0.1.0.sif'",
+    ],
+    "apptainer": ["apptainer.enabled = true", "apptainer.envWhitelist = 'CUDA_VISIBLE_DEVICES'"],
+    "gpu": ["params.use_gpu = true", "process.'withLabel:process_gpu'.maxForks = 1"],
+    "slurm": ["process.executor = 'slurm'", "params.use_gpu = true"],
+    "awsbatch": ["process.executor = 'awsbatch'", "params.use_gpu = true"],
+    "google_batch": ["process.executor = 'google-batch'", "params.use_gpu = true", "google.batch.installGpuDrivers = true"],
+}
+# what the GPU tasks ask each executor for, in the closures that `nextflow config` prints
+GPU_REQUESTS = {
+    "slurm": "--gres=gpu:1",
+    "google_batch": "nvidia-l4",
+    "gpu": "cuda:${(task.index - 1) % (params.local_gpus as Integer)}",
+}
+PROFILE_PAIRS = [("test", "gpu"), ("slurm", "singularity"), ("gpu", "docker"), ("test", "google_batch")]
+
+
+def lint(*paths: str | Path) -> subprocess.CompletedProcess:
+    excludes = [argument for pattern in LINT_EXCLUDES for argument in ("-exclude", pattern)]
+    return subprocess.run([str(NEXTFLOW), "lint", *excludes, *map(str, paths)], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def lint_messages(*paths: str | Path) -> str:
+    """The parser's messages, which `nextflow lint` 25.04.4 cannot print (tests/nextflow/lint_messages.groovy)."""
+    files = [str(path) for root in paths for path in sorted(Path(REPO, root).rglob("*")) if path.suffix in (".nf", ".config") and not any(
+        part in LINT_EXCLUDES for part in path.relative_to(REPO).parts
+    )]
+    java = ["java", "-cp", str(NEXTFLOW.parent / "lib" / "*"), "groovy.ui.GroovyMain", str(LINT_MESSAGES), *files]
+    result = subprocess.run(java, cwd=REPO, capture_output=True, text=True, timeout=300)
+    return result.stdout + result.stderr
+
+
+def test_lint_finds_nothing():
+    result = lint(".")
+    assert result.returncode == 0, f"nextflow lint failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}\n{lint_messages('.')}"
+    assert "had no errors" in result.stdout
+
+
+def test_lint_reports_mistakes(tmp_path):
+    """The check can fail: a script with an undefined name and a config with an if statement."""
+    (tmp_path / "main.nf").write_text("workflow {\n    main:\n    undefined_name.view()\n}\n")
+    (tmp_path / "broken.config").write_text("if (true) {\n    params.a = 1\n}\n")
+    assert lint(tmp_path).returncode != 0
+    messages = lint_messages(tmp_path)
+    assert "main.nf:3:" in messages and "`undefined_name` is not defined" in messages, messages
+    assert "broken.config:1:" in messages, messages
+
+
+def resolved(nxf_home: Path, parser: str, profiles: str) -> str:
+    result = nextflow(nxf_home, parser, "config", PROJECT, "-flat", "-profile", profiles, timeout=120)
+    assert result.returncode == 0, f"nextflow config -profile {profiles} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+    return result.stdout
+
+
+@pytest.mark.parametrize("parser", sorted(PARSERS))
+@pytest.mark.parametrize("profile", sorted(PROFILE_SETTINGS))
+def test_profile_resolves(nxf_home, parser, profile):
+    config = resolved(nxf_home, parser, profile)
+    lines = set(config.splitlines())
+    assert set(PROFILE_SETTINGS[profile]) <= lines, f"-profile {profile}: missing {set(PROFILE_SETTINGS[profile]) - lines}"
+    if profile in GPU_REQUESTS:
+        assert GPU_REQUESTS[profile] in config, config
+    # GPU requests follow --use_gpu, so that a CPU-only cluster can be used
+    assert "process.'withLabel:process_gpu'.accelerator = { params.use_gpu.toString().toBoolean() ? 1 : null }" in lines
+
+
+@pytest.mark.parametrize("first, second", PROFILE_PAIRS)
+def test_profile_order_does_not_matter(nxf_home, first, second):
+    # the strict parser applies profiles in command-line order
+    assert resolved(nxf_home, "v2", f"{first},{second}") == resolved(nxf_home, "v2", f"{second},{first}")
