@@ -30,7 +30,7 @@ PROFILE_SETTINGS = {
         f"process.container = '{REPO}/tests/pipeline/containers/virnucpro_0.1.0.sif'",
     ],
     "apptainer": ["apptainer.enabled = true", "apptainer.envWhitelist = 'CUDA_VISIBLE_DEVICES'"],
-    "gpu": ["params.use_gpu = true", "process.'withLabel:process_gpu'.maxForks = 1"],
+    "gpu": ["params.use_gpu = true", "process.'withName:EMBED_DNABERT|EMBED_ESM'.maxForks = 1"],
     "slurm": ["process.executor = 'slurm'", "params.use_gpu = true"],
     "awsbatch": ["process.executor = 'awsbatch'", "params.use_gpu = true"],
     "google_batch": ["process.executor = 'google-batch'", "params.use_gpu = true", "google.batch.installGpuDrivers = true"],
@@ -89,8 +89,10 @@ def test_profile_resolves(nxf_home, parser, profile):
     assert set(PROFILE_SETTINGS[profile]) <= lines, f"-profile {profile}: missing {set(PROFILE_SETTINGS[profile]) - lines}"
     if profile in GPU_REQUESTS:
         assert GPU_REQUESTS[profile] in config, config
-    # GPU requests follow --use_gpu, so that a CPU-only cluster can be used
+    # conf/base.config's GPU task settings survive the profile, and follow --use_gpu (a CPU-only
+    # cluster can be used)
     assert "process.'withLabel:process_gpu'.accelerator = { params.use_gpu.toString().toBoolean() ? 1 : null }" in lines
+    assert "process.'withLabel:process_gpu'.memory = { 48.GB * task.attempt }" in lines
 
 
 @pytest.mark.parametrize("first, second", PROFILE_PAIRS)
