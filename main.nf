@@ -9,7 +9,8 @@ include { PIPELINE; typedParams } from './subworkflows/local/utils_virnucpro_pip
 
 workflow {
     main:
-    // the typed values, as strict-parser command lines give strings that nf-schema 2.5 would refuse
-    validate(typedParams(params), "${projectDir}/nextflow_schema.json")
-    PIPELINE(params)
+    // typed: the strict parser's command-line values are strings, which nf-schema 2.5 would refuse
+    def run = typedParams(params)
+    validate(run, "${projectDir}/nextflow_schema.json")
+    PIPELINE(run)
 }

@@ -6,9 +6,9 @@
  *     tests/nextflow/nextflow run tests/pipeline/main.nf -profile test --outdir DIR
  */
 
-include { PIPELINE } from '../../subworkflows/local/utils_virnucpro_pipeline'
+include { PIPELINE; typedParams } from '../../subworkflows/local/utils_virnucpro_pipeline'
 
 workflow {
     main:
-    PIPELINE(params)
+    PIPELINE(typedParams(params))
 }

@@ -12,10 +12,9 @@ include { VIRNUCPRO } from '../../../workflows/virnucpro'
  */
 workflow PIPELINE {
     take:
-    given_params   // params as Nextflow parsed them
+    run     // params, typed as nextflow_schema.json gives them (typedParams)
 
     main:
-    def run = typedParams(given_params)
     if (!run.input) {
         error("--input is required: a FASTA file (plain or gzip), a glob of them, or a samplesheet CSV with columns sample,fasta")
     }
@@ -25,12 +24,14 @@ workflow PIPELINE {
     // [meta, fasta] per sample. A samplesheet (.csv) names each sample (column sample) and its
     // FASTA (column fasta: relative to the samplesheet's folder, absolute, or a URL); otherwise
     // --input is a FASTA file or a glob and each file is a sample named after it.
+    // The checks run in map, not flatMap: flatMap reports a function's error() as an
+    // InvocationTargetException, without its message.
     def input = run.input.toString()
     def samples = input.endsWith('.csv')
-        ? channel.fromPath(input, checkIfExists: true).flatMap { sheet -> samplesheetRows(sheet) }
+        ? channel.fromPath(input, checkIfExists: true).map { sheet -> samplesheetRows(sheet) }.flatMap()
         : channel.fromPath(input, checkIfExists: true).map { fasta -> [sampleName(fasta), fasta] }
     VIRNUCPRO(
-        samples.toSortedList { a, b -> a[0] <=> b[0] }.flatMap { rows -> checkSamples(input, rows) },
+        samples.toSortedList { a, b -> a[0] <=> b[0] }.map { rows -> checkSamples(input, rows) }.flatMap(),
         modelRequest(run.dnabert_model, run.esm_model, run.classifier, run.chunk_size, run.tiny_models),
     )
 
