@@ -8,8 +8,11 @@ if [ -f "$lib/.pom" ] && cmp -s "$here/pom.xml" "$lib/.pom"; then
     exit 0
 fi
 rm -rf "$lib.tmp"
-mvn --batch-mode --quiet -Dstyle.color=never --file "$here/pom.xml" dependency:copy-dependencies \
-    -DoutputDirectory="$lib.tmp" -DincludeScope=runtime
+if ! mvn --batch-mode --quiet --file "$here/pom.xml" dependency:copy-dependencies \
+    -DoutputDirectory="$lib.tmp" -DincludeScope=runtime > "$here/install.log" 2>&1; then
+    cat "$here/install.log" >&2
+    exit 1
+fi
 cp "$here/pom.xml" "$lib.tmp/.pom"
 rm -rf "$lib"
 mv "$lib.tmp" "$lib"
