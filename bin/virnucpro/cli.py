@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from typing import Callable, Sequence
 
 from . import __version__
-from .errors import VirNucProError
+from .errors import OutOfMemoryError, VirNucProError, from_os_error
 
 log = logging.getLogger("virnucpro")
 
@@ -44,17 +45,39 @@ def make_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM (how Nextflow and batch schedulers stop a task): unwinds so temporary files go."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def run(main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
-    """Parse arguments, run ``main`` and turn a VirNucProError into a one-line message and its exit code."""
+    """Parse arguments, run ``main`` and end every failure the user can act on with one line.
+
+    A VirNucProError keeps its exit code; an OSError (a missing or unreadable file, an output path
+    that cannot be made, a full disk) and a MemoryError are mapped to one. SIGTERM removes the
+    temporary files of unfinished outputs and exits 143, the status of a terminated process.
+    """
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format=f"[{parser.prog}] %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         main(args)
-    except VirNucProError as error:
+    except Terminated:
+        print(f"ERROR [{parser.prog}] terminated (SIGTERM); no output was left half written", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    except (VirNucProError, OSError, MemoryError) as caught:
+        error = caught
+        if isinstance(caught, OSError):
+            error = from_os_error(caught)
+        elif isinstance(caught, MemoryError):
+            error = OutOfMemoryError("out of memory; the pipeline retries the task with more")
         print(f"ERROR [{parser.prog}] {error}", file=sys.stderr)
         return error.exit_code
     return 0

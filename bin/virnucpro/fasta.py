@@ -23,6 +23,7 @@ class FastaRecord:
     description: str
     sequence: str
     line: int  # line number of the header, for error messages
+    header: str  # the header line as written, without '>' and the line end
 
 
 def open_text(path: str | Path) -> IO[str]:
@@ -60,7 +61,7 @@ def read_fasta(path: str | Path) -> Iterator[FastaRecord]:
         if line.startswith(">"):
             if header is not None:
                 yield _make_record(path, header, header_line, parts)
-            header, header_line, parts = line[1:].strip(), number, []
+            header, header_line, parts = line[1:].rstrip("\n"), number, []
         elif header is None:
             if line.strip():
                 raise InputError(path, f"line {number} comes before any '>' header: not a FASTA file")
@@ -71,11 +72,11 @@ def read_fasta(path: str | Path) -> Iterator[FastaRecord]:
 
 
 def _make_record(path: str | Path, header: str, line: int, parts: list[str]) -> FastaRecord:
-    if not header:
+    if not header.strip():
         raise InputError(path, f"the header on line {line} has no sequence ID")
     # Biopython's record.id, which the original uses: the header up to the first whitespace of any kind
     identifier, *description = header.split(None, 1)
-    return FastaRecord(identifier, "".join(description), "".join(parts), line)
+    return FastaRecord(identifier, "".join(description).strip(), "".join(parts), line, header)
 
 
 def nucleotide_problem(sequence: str) -> str | None:

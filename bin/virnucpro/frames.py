@@ -15,7 +15,8 @@ from typing import Iterable, Iterator, NamedTuple, TypeVar
 
 import numpy as np
 
-FRAME_LABELS = ("F1", "F2", "F3", "R1", "R2", "R3")
+from .contracts import frame_suffix
+
 _TCAG_AMINO_ACIDS = "FFLLSSSSYY**CC*WLLLLPPPPHHQQRRRRIIIMTTTTNNKKSSRRVVVVAAAADDEEGGGG"
 STANDARD_CODE = {
     "".join(codon): amino for codon, amino in zip(itertools.product("TCAG", repeat=3), _TCAG_AMINO_ACIDS)
@@ -210,7 +211,7 @@ def _translate_batch(pieces: list[_Piece], with_sequences: bool) -> Iterator[tup
         chunk_numbers = numbers_of_chunks[translated.kept_chunk]
         labels = zip(chunk_numbers.tolist(), translated.kept_frame.tolist(), translated.sequences())
         frames = [
-            Frame(f"_chunk_{number}{FRAME_LABELS[frame]}", nucleotide, protein)
+            Frame(frame_suffix(number, frame), nucleotide, protein)
             for number, frame, (nucleotide, protein) in labels
         ]
     for index, piece in enumerate(pieces):

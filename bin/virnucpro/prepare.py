@@ -19,22 +19,19 @@ from typing import IO, BinaryIO, Iterator
 import numpy as np
 
 from .atomic import atomic_open
+from .contracts import (
+    INVALID, NO_OPEN_FRAME, PENDING, SEQUENCE_COLUMNS, SHARD_COLUMNS, SEQUENCES_SUFFIX, SHARDS_SUFFIX, FrameIdDigest,
+    esm_tokens, record_digest, shard_name, tsv_line,
+)
 from .errors import InputError
 from .fasta import IUPAC_NUCLEOTIDES, FastaRecord, format_record, nucleotide_problem, read_fasta
 from .frames import FrameBlock, translate_sequences
 
 log = logging.getLogger("virnucpro")
 
-SHARDS_HEADER = ("shard", "frames", "tokens", "first_id", "last_id")
-SEQUENCES_HEADER = ("record", "sequence_id", "input_id", "length", "chunks", "frames", "status", "reason")
 SHORTER_THAN_A_CODON = "shorter than one codon"
-NO_OPEN_FRAME = "every frame of every chunk has a stop codon or no complete codon"
+NO_OPEN_FRAME_REASON = "every frame of every chunk has a stop codon or no complete codon"
 _IUPAC_BYTES = "".join(sorted(IUPAC_NUCLEOTIDES)).encode() + "".join(sorted(IUPAC_NUCLEOTIDES)).lower().encode()
-
-
-def esm_tokens(protein_length: int | np.ndarray) -> int | np.ndarray:
-    """ESM-2 tokens of a protein: its residues plus BOS and EOS."""
-    return protein_length + 2
 
 
 def sequence_problem(sequence: str) -> str | None:
@@ -46,10 +43,10 @@ def sequence_problem(sequence: str) -> str | None:
 
 def sequence_status(length: int, frames: int, invalid_reason: str | None) -> tuple[str, str]:
     if invalid_reason is not None:
-        return "invalid", invalid_reason
+        return INVALID, invalid_reason
     if frames:
-        return "pending", ""
-    return "no_open_frame", SHORTER_THAN_A_CODON if length < 3 else NO_OPEN_FRAME
+        return PENDING, ""
+    return NO_OPEN_FRAME, SHORTER_THAN_A_CODON if length < 3 else NO_OPEN_FRAME_REASON
 
 
 class SequenceIds:
@@ -150,8 +147,8 @@ def translate_fasta(
         frames += len(block.frames)
         if block.last:
             status, reason = sequence_status(len(record.sequence), frames, problem)
-            fields = (number, sequence_id, record.id, len(record.sequence), chunks, frames, status, reason)
-            rows.write("\t".join(map(str, fields)) + "\n")
+            digest = record_digest(record.header, record.sequence)
+            rows.write(tsv_line((number, sequence_id, record.id, len(record.sequence), chunks, frames, status, reason, digest)))
             counts.records = number
             counts.bases += len(record.sequence)
             counts.invalid += problem is not None
@@ -190,9 +187,13 @@ def _copy_range(source: BinaryIO, start: int, size: int, target: BinaryIO) -> No
         size -= len(data)
 
 
-def _frame_id_at(source: BinaryIO, offset: int) -> str:
-    source.seek(offset)
-    return source.readline().decode().rstrip("\n")[1:]
+def _frame_ids(source: BinaryIO, start: int, size: int) -> Iterator[str]:
+    """The IDs of the frame records in a byte range of a spool (each record is two lines)."""
+    source.seek(start)
+    end = start + size
+    while source.tell() < end:
+        yield source.readline().decode()[1:-1]
+        source.readline()
 
 
 def write_shards(prefix: str, sizes: list[int], spool: FrameSpool) -> list[tuple]:
@@ -203,14 +204,15 @@ def write_shards(prefix: str, sizes: list[int], spool: FrameSpool) -> list[tuple
     rows = []
     first = 0
     for number, size in enumerate(sizes, start=1):
-        shard = f"{prefix}.{number:04d}"
+        shard = shard_name(prefix, number)
         last = first + size
         for suffix, source, offsets in ((".fna", spool.nucleotides, nucleotide_offsets), (".faa", spool.proteins, protein_offsets)):
             with atomic_open(shard + suffix, "wb") as target:
                 _copy_range(source, int(offsets[first]), int(offsets[last] - offsets[first]), target)
-        first_id = _frame_id_at(spool.proteins, int(protein_offsets[first]))
-        last_id = _frame_id_at(spool.proteins, int(protein_offsets[last - 1]))
-        rows.append((Path(shard).name, size, int(tokens[first:last].sum()), first_id, last_id))
+        ids = list(_frame_ids(spool.proteins, int(protein_offsets[first]), int(protein_offsets[last] - protein_offsets[first])))
+        digest = FrameIdDigest()
+        digest.update(ids)
+        rows.append((Path(shard).name, size, int(tokens[first:last].sum()), ids[0], ids[-1], digest.hexdigest()))
         first = last
     return rows
 
@@ -223,10 +225,10 @@ def prepare(path: str | Path, chunk_size: int, prefix: str, shard_size: int, ren
         raise InputError(path, "not a regular file")
     Path(prefix).parent.mkdir(parents=True, exist_ok=True)
     spool_directory = tempfile.TemporaryDirectory(dir=Path(prefix).parent, prefix=f".{Path(prefix).name}.spool")
-    with spool_directory as directory, atomic_open(f"{prefix}.sequences.tsv") as rows:
+    with spool_directory as directory, atomic_open(prefix + SEQUENCES_SUFFIX) as rows:
         with open(Path(directory) / "frames.fna", "w+b") as nucleotides, open(Path(directory) / "frames.faa", "w+b") as proteins:
             spool = FrameSpool(nucleotides, proteins)
-            rows.write("\t".join(SEQUENCES_HEADER) + "\n")
+            rows.write(tsv_line(SEQUENCE_COLUMNS))
             counts = translate_fasta(path, chunk_size, SequenceIds(path, rename_duplicates), skip_invalid, spool, rows)
             if counts.records == 0:
                 log.warning("%s holds no sequences: writing empty outputs", path)
@@ -237,7 +239,7 @@ def prepare(path: str | Path, chunk_size: int, prefix: str, shard_size: int, ren
             tokens = np.frombuffer(spool.tokens, dtype=np.int64)
             sizes = shard_sizes(tokens, shard_size)
             shard_rows = write_shards(prefix, sizes, spool)
-        with atomic_open(f"{prefix}.shards.tsv") as handle:
-            for row in [SHARDS_HEADER, *shard_rows]:
-                handle.write("\t".join(map(str, row)) + "\n")
+        with atomic_open(prefix + SHARDS_SUFFIX) as handle:
+            for row in [SHARD_COLUMNS, *shard_rows]:
+                handle.write(tsv_line(row))
     return Summary(counts.records, counts.bases, len(tokens), int(tokens.sum()), len(sizes))

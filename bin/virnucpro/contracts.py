@@ -1,0 +1,408 @@
+"""The files between stages, in one place: their columns, statuses, labels, frame IDs and
+digests, the HDF5 embedding format and the model file names.
+
+Every stage module imports its formats from here and none imports another stage, so each
+reads as a unit and a format changes in one place. Nothing here imports torch; h5py is imported
+by the embedding functions only, so the table stages start fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from .errors import InputError
+from .fasta import open_text
+
+if TYPE_CHECKING:
+    import h5py
+
+# ---------------------------------------------------------------- frame and chunk IDs
+# chunk `{sequence_id}_chunk_{j}` (j from 1), frame `{chunk_id}{F|R}{1..3}`, as the original
+FRAME_LABELS = ("F1", "F2", "F3", "R1", "R2", "R3")
+CHUNK_MARK = "_chunk_"
+_FRAME_ID = re.compile(r"(.+)_chunk_([1-9][0-9]*)([FR][123])")
+
+
+def frame_suffix(chunk_number: int, frame: int) -> str:
+    """What a frame adds to its sequence ID: chunk number from 1, frame index into FRAME_LABELS."""
+    return f"{CHUNK_MARK}{chunk_number}{FRAME_LABELS[frame]}"
+
+
+def chunk_of(frame_id: str) -> str:
+    return frame_id[:-2]
+
+
+def sequence_of(frame_id: str) -> str:
+    return chunk_of(frame_id).rpartition(CHUNK_MARK)[0]
+
+
+def is_frame_id(frame_id: str) -> bool:
+    return _FRAME_ID.fullmatch(frame_id) is not None
+
+
+class FrameIdDigest:
+    """SHA-256 of a shard's frame IDs in order, each followed by a newline: the ``ids_sha256`` of
+    P.shards.tsv, which the stages after PREPARE recompute to prove they hold exactly its frames."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self.count = 0
+
+    def update(self, frame_ids: Iterable[str]) -> None:
+        for frame_id in frame_ids:
+            self._hash.update(frame_id.encode("utf-8") + b"\n")
+            self.count += 1
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def record_digest(header: str, sequence: str) -> str:
+    """The ``digest`` of P.sequences.tsv: BLAKE2b-64 of an input record's header line (without
+    '>' and the line end) and its sequence letters as read, so SUMMARIZE can prove that the
+    FASTA it copies viral records from is the one PREPARE read."""
+    return hashlib.blake2b(f"{header}\n{sequence}".encode("utf-8"), digest_size=8).hexdigest()
+
+
+# ---------------------------------------------------------------- PREPARE_FRAMES tables
+SHARD_COLUMNS = ("shard", "frames", "tokens", "first_id", "last_id", "ids_sha256")
+SEQUENCE_COLUMNS = ("record", "sequence_id", "input_id", "length", "chunks", "frames", "status", "reason", "digest")
+PENDING, NO_OPEN_FRAME, INVALID = "pending", "no_open_frame", "invalid"
+SEQUENCE_STATUSES = (PENDING, NO_OPEN_FRAME, INVALID)
+SHARDS_SUFFIX = ".shards.tsv"
+SEQUENCES_SUFFIX = ".sequences.tsv"
+
+
+def shard_name(prefix: str, number: int) -> str:
+    return f"{prefix}.{number:04d}"
+
+
+def esm_tokens(protein_length: int | np.ndarray) -> int | np.ndarray:
+    """ESM-2 tokens of a protein: its residues plus BOS and EOS (the shard budget counts these)."""
+    return protein_length + 2
+
+
+@dataclass(frozen=True)
+class Shard:
+    name: str
+    frames: int
+    tokens: int
+    first_id: str
+    last_id: str
+    ids_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceEntry:
+    record: int
+    sequence_id: str
+    input_id: str
+    length: int
+    chunks: int
+    frames: int
+    status: str
+    reason: str
+    digest: str
+
+
+def tsv_line(fields: Iterable[object]) -> str:
+    return "\t".join(map(str, fields)) + "\n"
+
+
+def read_tsv(path: str | Path, columns: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) of a tab-separated file whose header names at least ``columns``."""
+    with open_text(path) as handle:
+        first = handle.readline()
+        if not first:
+            raise InputError(path, "empty file: expected a header line")
+        header = first.rstrip("\r\n").split("\t")
+        missing = [column for column in columns if column not in header]
+        if missing:
+            raise InputError(path, f"header lacks column(s) {', '.join(missing)}")
+        for number, line in enumerate(handle, start=2):
+            line = line.rstrip("\r\n")
+            if not line:
+                continue
+            values = line.split("\t")
+            if len(values) != len(header):
+                raise InputError(path, f"line {number} has {len(values)} fields, the header {len(header)}")
+            yield number, dict(zip(header, values))
+
+
+def parse_int(path: str | Path, value: str, what: str, line: int | None = None, minimum: int = 0) -> int:
+    where = f"line {line}: " if line is not None else ""
+    try:
+        number = int(value)
+    except ValueError:
+        raise InputError(path, f"{where}{what} {value!r} is not an integer") from None
+    if number < minimum:
+        raise InputError(path, f"{where}{what} {number} is below {minimum}")
+    return number
+
+
+def read_shards(path: str | Path) -> list[Shard]:
+    shards = []
+    for line, row in read_tsv(path, SHARD_COLUMNS):
+        shards.append(
+            Shard(
+                row["shard"],
+                parse_int(path, row["frames"], f"shard {row['shard']} frame count", line, minimum=1),
+                parse_int(path, row["tokens"], f"shard {row['shard']} token count", line, minimum=1),
+                row["first_id"],
+                row["last_id"],
+                row["ids_sha256"],
+            )
+        )
+    return shards
+
+
+def read_sequences(path: str | Path) -> Iterator[SequenceEntry]:
+    """The rows of P.sequences.tsv in order, streamed."""
+    for line, row in read_tsv(path, SEQUENCE_COLUMNS):
+        if row["status"] not in SEQUENCE_STATUSES:
+            raise InputError(path, f"line {line}: unknown status {row['status']!r}", row["sequence_id"])
+        yield SequenceEntry(
+            record=parse_int(path, row["record"], "record", line, minimum=1),
+            sequence_id=row["sequence_id"],
+            input_id=row["input_id"],
+            length=parse_int(path, row["length"], "length", line),
+            chunks=parse_int(path, row["chunks"], "chunk count", line),
+            frames=parse_int(path, row["frames"], "frame count", line),
+            status=row["status"],
+            reason=row["reason"],
+            digest=row["digest"],
+        )
+
+
+# ---------------------------------------------------------------- CLASSIFY_FRAMES predictions
+# the original's prediction_results.txt: score1 = P(others), score2 = P(virus)
+PREDICTION_COLUMNS = ("Sequence_ID", "Prediction", "score1", "score2")
+PREDICTION_HEADER = tsv_line(PREDICTION_COLUMNS)
+LABELS = ("others", "virus")  # class index -> label
+PREDICTIONS_SUFFIX = ".predictions.tsv"
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    frame_id: str
+    others: float  # the float32 value of score1 (compares as float32 does)
+    virus: float
+
+
+def prediction_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(line number, line without its end) of each row of a predictions file, the header checked."""
+    with open_text(path) as handle:
+        if handle.readline().rstrip("\r\n") != PREDICTION_HEADER.rstrip("\n"):
+            raise InputError(path, "not a predictions file: the header must be " + " ".join(PREDICTION_COLUMNS))
+        for number, line in enumerate(handle, start=2):
+            line = line.rstrip("\r\n")
+            if line:
+                yield number, line
+
+
+def parse_prediction(path: str | Path, number: int, line: str) -> Prediction:
+    fields = line.split("\t")
+    if len(fields) != 4 or fields[1] not in LABELS:
+        raise InputError(path, f"line {number} is not '{', '.join(PREDICTION_COLUMNS)}'")
+    try:
+        others, virus = float(np.float32(fields[2])), float(np.float32(fields[3]))
+    except ValueError:
+        raise InputError(path, f"line {number} has a score that is not a number", fields[0]) from None
+    if not (0.0 <= others <= 1.0 and 0.0 <= virus <= 1.0):  # also false for NaN
+        raise InputError(path, f"line {number} has a score that is not a probability", fields[0])
+    return Prediction(fields[0], others, virus)
+
+
+def read_predictions(path: str | Path) -> Iterator[Prediction]:
+    for number, line in prediction_lines(path):
+        yield parse_prediction(path, number, line)
+
+
+# ---------------------------------------------------------------- SUMMARIZE results
+DEFAULT_THRESHOLD = 0.5
+CALL_COLUMNS = (
+    "sample", "sequence_id", "input_id", "length", "chunks", "chunks_scored", "frames_scored", "viral_chunks",
+    "viral_chunk_fraction", "max_chunk_score", "mean_chunk_score", "call", "status", "reason",
+)  # fmt: skip
+SCORED = "scored"
+CALL_STATUSES = (SCORED, NO_OPEN_FRAME, INVALID)
+VIRUS, NON_VIRUS = "virus", "non-virus"
+CALLS = (VIRUS, NON_VIRUS)
+PREDICTION_RESULTS = "prediction_results.txt"
+HIGHEST_SCORES = "prediction_results_highestscore.csv"
+SEQUENCE_CALLS = "sequence_calls.tsv"
+VIRAL_SEQUENCES = "viral_sequences.fasta"
+SUMMARY_JSON = "summary.json"  # written last: its presence marks a complete result folder
+SAMPLE_RESULT_FILES = (PREDICTION_RESULTS, HIGHEST_SCORES, SEQUENCE_CALLS, VIRAL_SEQUENCES, SUMMARY_JSON)
+
+
+# ---------------------------------------------------------------- EMBED_* embeddings (HDF5)
+# Datasets `ids` (UTF-8, the shard's frame order) and `embeddings` (N x dim), both chunked by
+# rows so that readers stream them. Attributes: EMBEDDING_ATTRIBUTES.
+DNABERT, ESM = "dnabert", "esm"
+MODEL_ROLES = (DNABERT, ESM, "classifier")
+EMBEDDING_ATTRIBUTES = ("model_role", "model", "layer", "pooling", "precision", "dtype", "dim", "ids_sha256")
+# bf16 compute keeps 8 bits of mantissa: float16 storage (11 bits) loses nothing the compute kept
+STORAGE_DTYPES = {"bf16": "float16", "fp32": "float32"}
+CHUNK_BYTES = 1 << 20
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+ROLE_NAMES = {DNABERT: "DNABERT-S", ESM: "ESM-2"}
+
+
+def storage_dtype(precision: str, vectors: np.ndarray) -> np.dtype:
+    """float16 for bf16 embeddings, unless a value would overflow it; float32 otherwise."""
+    if STORAGE_DTYPES[precision] == "float16" and not (len(vectors) and np.abs(vectors).max() > FLOAT16_MAX):
+        return np.dtype(np.float16)
+    return np.dtype(np.float32)
+
+
+def first_non_finite(vectors: np.ndarray) -> int | None:
+    bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
+    return int(bad[0]) if len(bad) else None
+
+
+def write_embeddings(path: str | Path, ids: Sequence[str], vectors: np.ndarray, attributes: Mapping[str, object]) -> None:
+    """Write ``ids`` and their ``vectors`` (N x D) atomically and byte-reproducibly.
+
+    ``attributes`` gives every EMBEDDING_ATTRIBUTES key except dtype, dim and ids_sha256, which
+    follow from the data. A non-finite vector is refused: it would become a silent wrong call.
+    """
+    import h5py
+
+    from .atomic import atomic_path
+    from .errors import VirNucProError
+
+    vectors = np.asarray(vectors)
+    if vectors.ndim != 2 or len(ids) != len(vectors):
+        raise ValueError(f"{len(ids)} ids but embeddings of shape {vectors.shape}")
+    bad = first_non_finite(vectors)
+    if bad is not None:
+        raise VirNucProError(
+            f"{path}: the {ROLE_NAMES[str(attributes['model_role'])]} embedding of frame '{ids[bad]}' holds NaN or "
+            f"Inf (precision {attributes['precision']}): not written; check the model weights or use --precision fp32"
+        )
+    dtype = storage_dtype(str(attributes["precision"]), vectors)
+    digest = FrameIdDigest()
+    digest.update(ids)
+    rows = max(1, min(len(ids), CHUNK_BYTES // max(1, vectors.shape[1] * dtype.itemsize)))
+    with atomic_path(path) as temporary:
+        # track_order and absent timestamps keep the bytes identical between runs
+        with h5py.File(temporary, "w", track_order=True) as handle:
+            string = h5py.string_dtype("utf-8")
+            handle.create_dataset("ids", data=np.array(list(ids), dtype=object), dtype=string, track_times=False,
+                                  maxshape=(None,), chunks=(rows,))
+            handle.create_dataset("embeddings", data=vectors.astype(dtype, copy=False), track_times=False,
+                                  maxshape=(None, vectors.shape[1]), chunks=(rows, vectors.shape[1]))
+            for key, value in attributes.items():
+                handle.attrs[key] = value
+            handle.attrs["dtype"] = dtype.name
+            handle.attrs["dim"] = vectors.shape[1]
+            handle.attrs["ids_sha256"] = digest.hexdigest()
+
+
+class EmbeddingFile:
+    """An embeddings HDF5 file opened for streaming: checked on opening, read in row blocks.
+
+    ``role`` is the model the caller expects (DNABERT or ESM): a file made by the other is refused,
+    so swapped inputs fail instead of being scored.
+    """
+
+    def __init__(self, path: str | Path, role: str) -> None:
+        import h5py
+
+        self.path = str(path)
+        try:
+            self._file = h5py.File(path, "r")
+        except FileNotFoundError:
+            raise InputError(path, "file not found") from None
+        except OSError as error:
+            raise InputError(path, f"not an HDF5 file ({str(error).splitlines()[0]})") from None
+        try:
+            self._ids, self._vectors = self._checked(h5py, role)
+        except BaseException:
+            self._file.close()
+            raise
+        self.count, self.dim = self._vectors.shape
+        self.attributes = {key: self._file.attrs[key] for key in self._file.attrs}
+
+    def _checked(self, h5py, role: str) -> "tuple[h5py.Dataset, h5py.Dataset]":
+        datasets = []
+        for name in ("ids", "embeddings"):
+            item = self._file.get(name)
+            if not isinstance(item, h5py.Dataset):
+                raise InputError(self.path, f"'{name}' is {'missing' if item is None else 'not a dataset'}: not an embeddings file from embed_dnabert.py or embed_esm.py")
+            datasets.append(item)
+        ids, vectors = datasets
+        attrs = self._file.attrs
+        missing = [key for key in EMBEDDING_ATTRIBUTES if key not in attrs]
+        if missing:
+            raise InputError(self.path, f"lacks the attribute(s) {', '.join(missing)}: not written by this pipeline's embedders")
+        made_by = str(attrs["model_role"])
+        if made_by != role:
+            raise InputError(
+                self.path,
+                f"holds {ROLE_NAMES.get(made_by, repr(made_by))} embeddings where {ROLE_NAMES[role]} embeddings belong "
+                "(were the DNABERT and ESM files swapped?)",
+            )
+        if ids.ndim != 1 or h5py.check_string_dtype(ids.dtype) is None:
+            raise InputError(self.path, "'ids' is not a one-dimensional string dataset")
+        if vectors.ndim != 2 or vectors.dtype.name != str(attrs["dtype"]) or vectors.dtype.name not in STORAGE_DTYPES.values():
+            raise InputError(self.path, f"'embeddings' is {vectors.dtype} of shape {vectors.shape}, the attributes say 2-D {attrs['dtype']}")
+        if len(ids) != vectors.shape[0] or int(attrs["dim"]) != vectors.shape[1]:
+            raise InputError(self.path, f"{len(ids)} ids for embeddings of shape {vectors.shape} (dim attribute {attrs['dim']})")
+        return ids, vectors
+
+    def __enter__(self) -> "EmbeddingFile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
+
+    def ids(self, start: int, stop: int) -> list[str]:
+        raw = self._ids[start:stop]
+        try:
+            return [value.decode("utf-8") for value in raw]
+        except UnicodeDecodeError:
+            row = next(start + offset for offset, value in enumerate(raw) if not _decodes(value))
+            raise InputError(self.path, f"frame ID in row {row} is not UTF-8") from None
+
+    def vectors(self, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) as float32, refusing NaN and Inf."""
+        block = self._vectors[start:stop].astype(np.float32, copy=False)
+        bad = first_non_finite(block)
+        if bad is not None:
+            raise InputError(self.path, f"the embedding in row {start + bad} holds NaN or Inf", self.ids(start + bad, start + bad + 1)[0])
+        return block
+
+    def blocks(self, rows: int) -> Iterator[tuple[int, int]]:
+        """(start, stop) of consecutive row blocks, aligned to the file's chunks."""
+        chunk = (self._vectors.chunks or (rows,))[0]
+        step = max(chunk, rows // chunk * chunk)
+        for start in range(0, self.count, step):
+            yield start, min(start + step, self.count)
+
+
+def _decodes(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- STAGE_MODELS files
+MODELS_JSON = "models.json"
+MODEL_MANIFEST = "checksums.sha256"
+VERSIONS_FILE = "versions.txt"
+DNABERT_CONFIG_FILE = "config.json"
+DNABERT_TOKENIZER_FILE = "tokenizer.json"
+DNABERT_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # in order of preference
+# what staging fetches from the hub: the files the embedder reads, never code
+DNABERT_HUB_FILES = (DNABERT_CONFIG_FILE, DNABERT_TOKENIZER_FILE, "tokenizer_config.json", "special_tokens_map.json", *DNABERT_WEIGHT_FILES)
+ESM_REGRESSION_SUFFIX = "-contact-regression.pt"
