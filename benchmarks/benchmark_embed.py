@@ -7,7 +7,7 @@ Random weights of the real architectures (no downloads), the same inputs for eve
              (c) ours:     embed_esm's path, FASTA on disk -> HDF5 (model load and compile warm-up
                            timed separately), without and with torch.compile
              on N proteins of 166 aa and on a mix of frame lengths from 300 and 500 bp chunks;
-  DNABERT-S  original: one frame at a time, fp32; ours: dnabert.embed_token_ids, on frames of
+  DNABERT-S  original: one frame at a time, fp32; ours: embedding.embed_token_ids, on frames of
              499 nt (~107 BPE tokens, tokenisation excluded);
 plus the ESM-2 3B load time from a checkpoint file written in fair-esm format, and bf16-vs-fp32
 agreement of our ESM-2 (centred cosines). See benchmarks/README.md for the columns.
@@ -32,8 +32,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bin"))
 
-from virnucpro import dnabert, esm  # noqa: E402
-from virnucpro.embedding import resolve_device, write_embeddings  # noqa: E402
+from virnucpro import contracts, dnabert, esm, tiny_models  # noqa: E402
+from virnucpro.embedding import embed_token_ids, resolve_device  # noqa: E402
 from virnucpro.fasta import read_fasta  # noqa: E402
 from virnucpro.modeling_dnabert import DNABertConfig, DNABertModel  # noqa: E402
 from virnucpro.modeling_esm2 import ESM2Config, ESM2Model  # noqa: E402
@@ -147,10 +147,10 @@ def original_esm_recipe(model, fasta: Path, device: torch.device, toks_per_batch
 def our_esm_recipe(model: ESM2Model, fasta: Path, out: Path, device: torch.device, batch_tokens: int) -> None:
     """embed_esm.py's path after the model is loaded: FASTA -> tokens -> embeddings -> HDF5."""
     records = list(read_fasta(fasta))
-    token_ids = esm.tokenize_records(records, fasta)
-    vectors = esm.embed_token_ids(model, token_ids, device, batch_tokens)
-    attributes = {"model": "random", "layer": model.output_layer, "pooling": "mean", "precision": "bf16", "dim": model.config.embed_dim}
-    write_embeddings(out, [record.id for record in records], vectors, attributes)
+    token_ids = esm.tokenize([record.sequence for record in records])
+    vectors = embed_token_ids(esm.ESMEmbedder(model, "off"), token_ids, device, batch_tokens)
+    attributes = {"model_role": contracts.ESM, "model": "random", "layer": model.output_layer, "pooling": "mean", "precision": "bf16"}
+    contracts.write_embeddings(out, [record.id for record in records], vectors, attributes)
 
 
 def centred_cosine_stats(values: np.ndarray, reference: np.ndarray) -> tuple[float, float, float]:
@@ -197,7 +197,7 @@ def benchmark_esm(args, device: torch.device, workdir: Path) -> tuple[list[Resul
     del reference_model
 
     load_started = time.perf_counter()
-    model = esm.load_model(esm.open_checkpoint(str(checkpoint_file), None), device, torch.bfloat16)
+    model = esm.open_checkpoint(str(checkpoint_file), None, "off").load(device, torch.bfloat16).module
     notes.append(f"ESM-2 load (bf16, {checkpoint_file.stat().st_size / 2**30:.1f} GiB fair-esm file, page cache warm): "
                  f"{time.perf_counter() - load_started:.1f} s")
     compile_modes = [False, True] if device.type == "cuda" or args.compile else [False]
@@ -215,16 +215,16 @@ def benchmark_esm(args, device: torch.device, workdir: Path) -> tuple[list[Resul
 def esm_bf16_agreement(args, checkpoint_file: Path, workdir: Path, device: torch.device, rng: np.random.Generator) -> list[str]:
     """Our ESM-2 in bf16 against fp32 on the same weights: centred cosine statistics."""
     torch.backends.cuda.matmul.allow_tf32 = False  # a true fp32 reference
-    checkpoint = esm.open_checkpoint(str(checkpoint_file), None)
+    checkpoint = esm.open_checkpoint(str(checkpoint_file), None, "off")
     token_ids = {
-        length: esm.tokenize_records(list(read_fasta(write_proteins(workdir / f"agree{length}.faa", [length] * args.agreement_items, rng))), "agreement")
+        length: esm.tokenize([record.sequence for record in read_fasta(write_proteins(workdir / f"agree{length}.faa", [length] * args.agreement_items, rng))])
         for length in (100, 166)
     }
     vectors = {}
     for dtype in (torch.float32, torch.bfloat16):
-        model = esm.load_model(checkpoint, device, dtype)
-        vectors[dtype] = {length: esm.embed_token_ids(model, ids, device, args.batch_tokens) for length, ids in token_ids.items()}
-        del model
+        embedder = checkpoint.load(device, dtype)
+        vectors[dtype] = {length: embed_token_ids(embedder, ids, device, args.batch_tokens) for length, ids in token_ids.items()}
+        del embedder
         gc.collect()
     notes = []
     for length in token_ids:
@@ -253,11 +253,11 @@ def benchmark_dnabert(args, device: torch.device) -> list[Result]:
                 hidden = model(input_ids, torch.ones_like(input_ids))
                 hidden.mean(dim=1).squeeze().cpu().tolist()
 
-    ours_model = copy.deepcopy(model).to(torch.bfloat16)
+    ours = dnabert.DNABertEmbedder(copy.deepcopy(model).to(torch.bfloat16), tiny_models.dnabert_tokenizer())  # token ids are given
     results = []
     for recipe, run, count in (
         ("DNABERT-S original (fp32, 1 at a time)", original, min(args.baseline_items, args.frames)),
-        ("DNABERT-S ours (bf16, batched)", lambda: dnabert.embed_token_ids(ours_model, token_ids, device, args.dnabert_batch_tokens), args.frames),
+        ("DNABERT-S ours (bf16, batched)", lambda: embed_token_ids(ours, token_ids, device, args.dnabert_batch_tokens), args.frames),
     ):
         seconds, peak = measure(device, run)
         used = lengths[:count]
@@ -293,8 +293,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--baseline-items", type=int, help="items timed with the slow original recipes, from the start of "
                         "each set (default 2000; 16 with --quick): their rate is steady, so a subset suffices")
     parser.add_argument("--agreement-items", type=int, help="proteins per length in the bf16-vs-fp32 check (default 512; 16 with --quick)")
-    parser.add_argument("--batch-tokens", type=int, default=65536, help="our ESM-2 token budget per batch (embed_esm.py's default)")
-    parser.add_argument("--dnabert-batch-tokens", type=int, default=32768, help="our DNABERT-S token budget per batch (embed_dnabert.py's default)")
+    parser.add_argument("--batch-tokens", type=int, default=esm.DEFAULT_BATCH_TOKENS, help="our ESM-2 token budget per batch (embed_esm.py's default)")
+    parser.add_argument("--dnabert-batch-tokens", type=int, default=dnabert.DEFAULT_BATCH_TOKENS, help="our DNABERT-S token budget per batch (embed_dnabert.py's default)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile on the CPU (always timed on CUDA)")
     parser.add_argument("--skip-esm", action="store_true", help="time DNABERT-S only")
     parser.add_argument("--skip-dnabert", action="store_true", help="time ESM-2 only")

@@ -20,8 +20,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bin"))
 
 from benchmark_embed import QUICK_DNABERT, QUICK_ESM, frame_lengths_mix, measure  # noqa: E402
-from virnucpro import dnabert, esm  # noqa: E402
-from virnucpro.embedding import resolve_device, resolve_dtype  # noqa: E402
+from virnucpro import dnabert, esm, tiny_models  # noqa: E402
+from virnucpro.embedding import PRECISIONS, embed_token_ids, resolve_device, resolve_dtype  # noqa: E402
 from virnucpro.errors import VirNucProError  # noqa: E402
 from virnucpro.modeling_dnabert import DNABertConfig, DNABertModel  # noqa: E402
 from virnucpro.modeling_esm2 import ESM2Config, ESM2Model  # noqa: E402
@@ -96,10 +96,10 @@ def report(name: str, rows: list[tuple[int, float | None, int | None]], total_me
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="as embed_esm.py's --precision")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS, help="as embed_esm.py's --precision")
     parser.add_argument("--budgets", type=int, nargs="+", help=f"token budgets to try (default {DEFAULT_BUDGETS}; small ones with --quick)")
     parser.add_argument("--items", type=int, help="proteins / frames per measurement (default 4000; 64 with --quick)")
-    parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto", help="torch.compile the ESM-2 layers, as embed_esm.py (auto = on for CUDA)")
+    parser.add_argument("--compile", choices=esm.COMPILE_MODES, default="auto", help="torch.compile the ESM-2 layers, as embed_esm.py (auto = on for CUDA)")
     parser.add_argument("--quick", action="store_true", help="tiny models: a CPU smoke run")
     parser.add_argument("--skip-esm", action="store_true", help="sweep DNABERT-S only")
     parser.add_argument("--skip-dnabert", action="store_true", help="sweep ESM-2 only")
@@ -124,15 +124,15 @@ def main() -> None:
         compile_layers = args.compile == "on" or (args.compile == "auto" and device.type == "cuda")
         model = random_esm(QUICK_ESM if args.quick else ESM2Config(), device, dtype, compile_layers)
         token_ids = [rng.integers(4, 24, n).astype(np.int64) for n in frame_lengths_mix(rng, args.items)]
-        rows = sweep("ESM-2", args.budgets, device, args.items, lambda budget: esm.embed_token_ids(model, token_ids, device, budget))
+        rows = sweep("ESM-2", args.budgets, device, args.items, lambda budget: embed_token_ids(esm.ESMEmbedder(model, "off"), token_ids, device, budget))
         report(f"ESM-2 {'(tiny) ' if args.quick else '3B '}on a 300/500 bp frame mix", rows, total_memory)
         del model
 
     if not args.skip_dnabert:
         config = QUICK_DNABERT if args.quick else DNABertConfig()
-        model = random_dnabert(config, device, dtype)
+        model = dnabert.DNABertEmbedder(random_dnabert(config, device, dtype), tiny_models.dnabert_tokenizer())  # token ids are given
         token_ids = [np.concatenate(([1], rng.integers(5, config.vocab_size, n - 2), [2])).astype(np.int64) for n in rng.integers(100, 115, args.items)]
-        rows = sweep("DNABERT-S", args.budgets, device, args.items, lambda budget: dnabert.embed_token_ids(model, token_ids, device, budget))
+        rows = sweep("DNABERT-S", args.budgets, device, args.items, lambda budget: embed_token_ids(model, token_ids, device, budget))
         report(f"DNABERT-S {'(tiny) ' if args.quick else ''}on frames of 499 nt (~107 tokens)", rows, total_memory)
 
 

@@ -6,16 +6,17 @@ import time
 from pathlib import Path
 
 from virnucpro import cli
-from virnucpro.classifier import check_input_dim, format_predictions, join_features, load_classifier, predict
-from virnucpro.embedding import read_embeddings, resolve_device
-from virnucpro.atomic import write_text
+from virnucpro.atomic import atomic_open
+from virnucpro.classifier import check_input_dim, check_same_frames, load_classifier, score_frames
+from virnucpro.contracts import DNABERT, ESM, PREDICTIONS_SUFFIX, EmbeddingFile
+from virnucpro.embedding import resolve_device
 from virnucpro.metrics import write_metrics
 
 
 def build_parser():
     parser = cli.make_parser(__doc__)
     parser.add_argument("--dnabert", required=True, help="DNABERT-S embeddings of the shard's frames (HDF5 from embed_dnabert.py)")
-    parser.add_argument("--esm", required=True, help="ESM-2 embeddings of the same frames (HDF5 from embed_esm.py)")
+    parser.add_argument("--esm", required=True, help="ESM-2 embeddings of the same frames in the same order (HDF5 from embed_esm.py)")
     parser.add_argument("--classifier", required=True, help="classifier: the original pickled MLPClassifier (.pth), a state dict (.pth/.pt) or .safetensors")
     parser.add_argument("--out", required=True, help="predictions TSV: Sequence_ID, Prediction, score1 (others), score2 (virus)")
     parser.add_argument("--device", default="auto", help="auto (first CUDA GPU, else CPU), cpu, cuda or cuda:N")
@@ -27,17 +28,17 @@ def main(args) -> None:
     started = time.perf_counter()
     device = resolve_device(args.device)
     model = load_classifier(args.classifier)
-    dnabert, esm = read_embeddings(args.dnabert), read_embeddings(args.esm)
-    check_input_dim(model, args.classifier, dnabert, esm)
-    features = join_features(dnabert, esm, args.dnabert, args.esm)
-    predictions = predict(model, dnabert.ids, features, device)
-    write_text(args.out, format_predictions(predictions))
+    with EmbeddingFile(args.dnabert, DNABERT) as dnabert, EmbeddingFile(args.esm, ESM) as esm:
+        check_same_frames(dnabert, esm)
+        check_input_dim(model, args.classifier, dnabert, esm)
+        with atomic_open(args.out) as out:
+            frames = score_frames(model, args.classifier, dnabert, esm, device, out)
     if args.metrics:
         write_metrics(
-            args.metrics, stage="classify_frames", name=Path(args.out).name.removesuffix(".predictions.tsv"),
-            items=len(predictions), tokens=0, seconds=time.perf_counter() - started, device=str(device), precision="fp32",
+            args.metrics, stage="classify_frames", name=Path(args.out).name.removesuffix(PREDICTIONS_SUFFIX),
+            items=frames, tokens=0, seconds=time.perf_counter() - started, device=str(device), precision="fp32",
         )
-    cli.log.info("scored %d frames from %s", len(predictions), args.dnabert)
+    cli.log.info("scored %d frames from %s", frames, args.dnabert)
 
 
 if __name__ == "__main__":

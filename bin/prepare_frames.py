@@ -1,6 +1,11 @@
 #!/usr/bin/env python3
 """Chunk a nucleotide FASTA as the original VirNucPro, translate each chunk in six frames, keep the
-frames without a stop codon and write them as token-balanced shards for the embedding stages."""
+frames without a stop codon and write them as token-balanced shards for the embedding stages.
+
+Sequences must be IUPAC nucleotide codes (ASCII letters, any case). RNA (U for T) is read as DNA:
+U becomes T for translation and embedding (else every UAA/UAG/UGA stop would be lost), with one
+warning per file and the reason column of P.sequences.tsv saying "RNA: U read as T"; the digest
+column is of the record as read. A UTF-8 byte-order mark at the start of the file is skipped."""
 
 from __future__ import annotations
 
@@ -32,7 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--prefix", required=True, help="output prefix P: writes P.0001.fna/.faa ..., P.shards.tsv, P.sequences.tsv"
     )
-    parser.add_argument("--shard-size", type=positive_int, default=500000, help="most frames in one shard")
+    parser.add_argument(
+        "--shard-tokens", type=positive_int, default=prepare.DEFAULT_SHARD_TOKENS,
+        help="most ESM-2 tokens (protein residues + 2 per frame) in one shard, which sets an embedding task's GPU "
+        "time; shards are as few as the caps allow and balanced by tokens; a frame above it gets a shard of its own",
+    )
+    parser.add_argument(
+        "--shard-size", type=positive_int, default=None, help="most frames in one shard, besides --shard-tokens (None: no limit)"
+    )
     parser.add_argument(
         "--rename-duplicates", action="store_true",
         help="rename a record whose ID an earlier record has to ID_dupN (smallest free N) instead of failing",
@@ -48,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     summary = prepare.prepare(
-        args.fasta, args.chunk_size, args.prefix, args.shard_size, args.rename_duplicates, args.skip_invalid
+        args.fasta, args.chunk_size, args.prefix, shard_tokens=args.shard_tokens, shard_frames=args.shard_size,
+        rename_duplicates=args.rename_duplicates, skip_invalid=args.skip_invalid,
     )
     seconds = time.perf_counter() - started
     log.info(

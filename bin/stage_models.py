@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from virnucpro import atomic, cli, staging
+from virnucpro import atomic, cli, contracts, staging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +30,7 @@ def main(args: argparse.Namespace) -> None:
     staging.write_models_json(args.outdir, entries)
     # the pipeline reports this step's version from here: a storeDir task reused from the
     # cache runs no command, so its version cannot come from running --version
-    atomic.write_text(args.outdir / staging.VERSIONS_FILE, cli.dependency_versions() + "\n")
+    atomic.write_text(args.outdir / contracts.VERSIONS_FILE, cli.dependency_versions() + "\n")
 
 
 if __name__ == "__main__":

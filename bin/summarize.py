@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Combine one sample's shard predictions, check that every frame was scored exactly once, and
 write the per-sample results: the original's prediction files, per-sequence calls, the viral
-input records and a JSON summary."""
+input records and a JSON summary, published together as the --outdir folder."""
 
 import sys
 from pathlib import Path
 
 from virnucpro import cli
-from virnucpro.report import aggregate_stages, read_metrics
-from virnucpro.summary import DEFAULT_THRESHOLD, summarize
+from virnucpro.contracts import DEFAULT_THRESHOLD, SEQUENCES_SUFFIX, SHARDS_SUFFIX
+from virnucpro.metrics import aggregate_stages, read_metrics
+from virnucpro.summary import summarize
 
 
 def build_parser():
@@ -18,7 +19,7 @@ def build_parser():
     parser.add_argument("--shards", help="P.shards.tsv from prepare_frames.py: the shards every frame must be scored in (default: beside --sequences)")
     parser.add_argument("--sequences", required=True, help="P.sequences.tsv from prepare_frames.py: every input sequence and its status")
     parser.add_argument("--fasta", help="the sample's input FASTA (plain or gzip) that prepare_frames.py read; without it no viral_sequences.fasta is written")
-    parser.add_argument("--outdir", required=True, help="directory for the result files")
+    parser.add_argument("--outdir", required=True, help="the result folder, replaced as a whole (an existing one may hold only result files)")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="a sequence is called virus when its mean chunk virus score is at least this")
     parser.add_argument("--metrics", nargs="*", default=[], help="metrics JSON files of this sample's stages, summed per stage into summary.json")
     return parser
@@ -27,13 +28,13 @@ def build_parser():
 def prepare_prefix(sequences: str) -> str:
     """P for P.sequences.tsv, as prepare_frames.py names its outputs."""
     name = Path(sequences).name
-    return name.removesuffix(".sequences.tsv") if name.endswith(".sequences.tsv") else Path(name).stem
+    return name.removesuffix(SEQUENCES_SUFFIX) if name.endswith(SEQUENCES_SUFFIX) else Path(name).stem
 
 
 def main(args) -> None:
     prefix = prepare_prefix(args.sequences)
     sample = args.sample or prefix
-    shards = args.shards or str(Path(args.sequences).with_name(f"{prefix}.shards.tsv"))
+    shards = args.shards or str(Path(args.sequences).with_name(f"{prefix}{SHARDS_SUFFIX}"))
     stages = aggregate_stages(read_metrics(args.metrics)) if args.metrics else None
     summary = summarize(sample, args.predictions, shards, args.sequences, args.fasta, args.outdir, args.threshold, stages)
     cli.log.info(

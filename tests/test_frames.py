@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from virnucpro.fasta import read_fasta
-from virnucpro.frames import STANDARD_CODE, chunk_bounds, translate_sequences
+from virnucpro.frames import STANDARD_CODE, batch_chunk_bounds, chunk_bounds, translate_batches
 
 
 # --- the original algorithm, kept deliberately naive ------------------------------------------
@@ -63,9 +63,12 @@ def original_frames(records: list[tuple[str, str]], chunk_size: int) -> list[tup
 
 def fast_frames(records: list[tuple[str, str]], chunk_size: int, batch_bases: int = 1 << 20) -> list[tuple[str, str, str]]:
     frames = []
-    for identifier, block in translate_sequences(records, chunk_size, with_sequences=True, batch_bases=batch_bases):
-        assert list(block.protein_lengths) == [len(frame.protein) for frame in block.frames]
-        frames.extend((identifier + frame.suffix, frame.nucleotide, frame.protein) for frame in block.frames)
+    for batch in translate_batches(records, chunk_size, batch_bases=batch_bases):
+        sequences = list(batch.sequences())
+        assert batch.protein_lengths.tolist() == [len(protein) for _, protein in sequences]
+        assert batch.frame_counts().sum() == len(sequences)
+        for piece, suffix, (nucleotide, protein) in zip(batch.frame_pieces.tolist(), batch.suffixes(), sequences):
+            frames.append((batch.tags[piece] + suffix, nucleotide, protein))
     return frames
 
 
@@ -103,6 +106,14 @@ def test_chunk_bounds_documented_examples() -> None:
     assert [len(s) for s in chunk_bounds(0, 300)] == [0, 0]
 
 
+def test_batch_chunk_bounds_equal_each_sequences_bounds() -> None:
+    lengths = np.array([0, 1, 299, 300, 301, 750, 1001, 0, 5000], dtype=np.int64)
+    for chunk_size in (1, 7, 300, 500):
+        owner, starts, ends = batch_chunk_bounds(lengths, chunk_size)
+        expected = [(index, s, e) for index, length in enumerate(lengths.tolist()) for s, e in zip(*(b.tolist() for b in chunk_bounds(length, chunk_size)))]
+        assert list(zip(owner.tolist(), starts.tolist(), ends.tolist())) == expected
+
+
 @pytest.mark.parametrize("chunk_size", [300, 500, 7, 31, 299])
 def test_frames_match_the_original_on_random_sequences(chunk_size: int) -> None:
     rng = random.Random(chunk_size)
@@ -127,14 +138,18 @@ def test_reverse_frames_keep_iupac_letters_uncomplemented() -> None:
     assert frame == ("x_chunk_1R1", "GGTTTRC", "GH")
 
 
-def test_blocks_cover_every_chunk_once() -> None:
+def test_pieces_cover_every_chunk_once() -> None:
     rng = random.Random(9)
     records = [(str(i), random_sequence(rng, rng.randrange(0, 3000))) for i in range(40)]
     chunks: Counter[str] = Counter()
     lasts: Counter[str] = Counter()
-    for identifier, block in translate_sequences(records, 300, with_sequences=False, batch_bases=700):
-        chunks[identifier] += block.chunks
-        lasts[identifier] += block.last
+    order = []
+    for batch in translate_batches(records, 300, batch_bases=700):
+        for tag, piece_chunks, last in zip(batch.tags, batch.chunks.tolist(), batch.last):
+            chunks[tag] += piece_chunks
+            lasts[tag] += last
+            order.append(tag)
+    assert list(dict.fromkeys(order)) == [identifier for identifier, _ in records]
     assert all(lasts[identifier] == 1 for identifier, _ in records)
     assert all(chunks[identifier] == len(original_chunks(sequence, 300)) if sequence else chunks[identifier] == 0
                for identifier, sequence in records)
@@ -150,9 +165,9 @@ def test_reference_frames(reference, chunk_size: int) -> None:
     assert [(i, p) for i, _, p in frames] == proteins
 
 
-def test_protein_lengths_without_strings_equal_those_with() -> None:
+def test_protein_lengths_without_strings_equal_the_originals() -> None:
     rng = random.Random(3)
     records = [(str(i), random_sequence(rng, rng.randrange(0, 2000))) for i in range(30)]
-    lengths = [np.asarray(b.protein_lengths) for _, b in translate_sequences(records, 300, with_sequences=False)]
+    lengths = [batch.protein_lengths for batch in translate_batches(records, 300)]
     expected = [len(p) for _, _, p in original_frames(records, 300)]
     assert np.concatenate(lengths).tolist() == expected

@@ -10,7 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from virnucpro.modeling_dnabert import DNABertConfig, DNABertModel, alibi_slopes, mean_pool
+from virnucpro.dnabert import mean_pool
+from virnucpro.modeling_dnabert import DNABertConfig, DNABertModel, alibi_slopes
 
 SMALL = DNABertConfig(vocab_size=50, hidden_size=24, num_hidden_layers=2, num_attention_heads=6, intermediate_size=40)
 
@@ -115,3 +116,13 @@ def test_config_from_dict_reads_the_sizes_and_names_missing_ones():
     del values["intermediate_size"]
     with pytest.raises(KeyError, match="intermediate_size"):
         DNABertConfig.from_dict(values)
+
+
+@pytest.mark.parametrize("sizes, refusal", [
+    ({"num_attention_heads": 0}, "num_attention_heads must be at least 1"),
+    ({"num_hidden_layers": -1, "vocab_size": 0}, "vocab_size, num_hidden_layers must be at least 1"),
+    ({"num_attention_heads": 5}, "hidden_size 24 is not a multiple of num_attention_heads 5"),
+])
+def test_config_refuses_sizes_no_model_has(sizes, refusal):
+    with pytest.raises(ValueError, match=refusal):
+        dataclasses.replace(SMALL, **sizes)

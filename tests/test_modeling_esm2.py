@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from virnucpro import esm
-from virnucpro.fasta import FastaRecord
+from virnucpro.embedding import embed_token_ids
 from virnucpro.modeling_esm2 import ESM2Config, ESM2Model
 
 CPU = torch.device("cpu")
@@ -49,16 +49,16 @@ def random_checkpoint(tmp_path, config: ESM2Config, seed: int = 0):
 
 
 def native_model(path, layer=None, dtype=torch.float32) -> ESM2Model:
-    return esm.load_model(esm.open_checkpoint(str(path), layer), CPU, dtype)
+    return esm.open_checkpoint(str(path), layer, "off").load(CPU, dtype).module
 
 
 def native_tokens(proteins: list[str]) -> torch.Tensor:
-    tokens, _ = esm.padded_batch([esm.tokenize_records([_record(p)], "test")[0] for p in proteins], CPU)
+    tokens, _ = esm.padded_batch(esm.tokenize(proteins), CPU)
     return tokens
 
 
-def _record(sequence: str) -> FastaRecord:
-    return FastaRecord("p", "", sequence, 1)
+def embed(model: ESM2Model, proteins: list[str], batch_tokens: int) -> np.ndarray:
+    return embed_token_ids(esm.ESMEmbedder(model, "off"), esm.tokenize(proteins), CPU, batch_tokens)
 
 
 def test_tokens_match_fair_esm_batch_converter():
@@ -118,21 +118,29 @@ def test_bf16_weights_stay_close_to_fp32(tmp_path):
     rng = np.random.default_rng(1)
     letters = np.array(list("LAGVSERTIDPKQNFYMHWC"))
     proteins = ["".join(rng.choice(letters, size=int(rng.integers(40, 120)))) for _ in range(24)]
-    token_ids = esm.tokenize_records([_record(p) for p in proteins], "test")
-    fp32 = esm.embed_token_ids(native_model(path), token_ids, CPU, batch_tokens=1024)
+    fp32 = embed(native_model(path), proteins, batch_tokens=1024)
     bf16_model = native_model(path, dtype=torch.bfloat16)
     assert bf16_model.layers[0].fc1.weight.dtype == torch.bfloat16
     assert bf16_model.layers[0].final_layer_norm.weight.dtype == torch.float32
-    bf16 = esm.embed_token_ids(bf16_model, token_ids, CPU, batch_tokens=1024)
+    bf16 = embed(bf16_model, proteins, batch_tokens=1024)
     assert bf16.dtype == np.float32
     assert centred_cosines(bf16, fp32).min() > 0.99
 
 
 def test_compiled_layers_match_eager(tmp_path):
     _, path = random_checkpoint(tmp_path, ESM2Config(num_layers=2, embed_dim=24, attention_heads=3))
-    token_ids = esm.tokenize_records([_record(p) for p in PROTEINS], "test")
-    eager = esm.embed_token_ids(native_model(path), token_ids, CPU, batch_tokens=80)
+    eager = embed(native_model(path), PROTEINS, batch_tokens=80)
     model = native_model(path)
     assert esm.compile_layers(model, CPU) > 0
-    compiled = esm.embed_token_ids(model, token_ids, CPU, batch_tokens=80)
+    compiled = embed(model, PROTEINS, batch_tokens=80)
     np.testing.assert_allclose(compiled, eager, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("sizes, refusal", [
+    ({"num_layers": 0}, "num_layers must be at least 1"),
+    ({"embed_dim": 30, "attention_heads": 4}, "embed_dim 30 is not an even head size times attention_heads 4"),
+    ({"embed_dim": 12, "attention_heads": 4}, "embed_dim 12 is not an even head size"),  # heads of 3: rotary needs pairs
+])
+def test_config_refuses_sizes_no_model_has(sizes, refusal):
+    with pytest.raises(ValueError, match=refusal):
+        ESM2Config(**sizes)

@@ -28,7 +28,7 @@ PROCESSES = {"STAGE_MODELS", "PREPARE_FRAMES", "EMBED_DNABERT", "EMBED_ESM", "CL
 # given on the command line (the test profile's values): typed by Nextflow (v1) or strings (v2),
 # which the pipeline must read as numbers and booleans ('false' is a true value in Groovy)
 CLI_PARAMS = [
-    "--chunk_size", "500", "--shard_size", "40", "--esm_batch_tokens", "4096", "--threshold", "0.5",
+    "--chunk_size", "500", "--shard_tokens", "6000", "--esm_batch_tokens", "4096", "--threshold", "0.5",
     "--use_gpu", "false", "--tiny_models", "true",
 ]
 # what those parameters and the test profile give the modules (conf/test.config, conf/modules.config)
@@ -146,7 +146,7 @@ def by_hand(tmp_path_factory) -> Path:
     all_metrics: list[str] = []
     calls: list[str] = []
     for sample, fasta in SAMPLES.items():
-        run_module("prepare_frames", {"fasta": str(fasta), "chunk_size": CHUNK_SIZE, "meta.id": sample, "args": "--shard-size 40"})
+        run_module("prepare_frames", {"fasta": str(fasta), "chunk_size": CHUNK_SIZE, "meta.id": sample, "args": "--shard-tokens 6000"})
         sample_metrics = [f"{sample}.prepare_frames.json"]
         predictions = []
         for shard in [row["shard"] for row in read_tsv(work / f"{sample}.shards.tsv")]:
@@ -167,7 +167,7 @@ def by_hand(tmp_path_factory) -> Path:
         calls.append(f"{sample}/sequence_calls.tsv")
     run_module("make_report", {
         "calls": " ".join(calls), "models": str(work / key / "models.json"), "metrics.join(' ')": " ".join(all_metrics),
-        "args": "--threshold 0.5",
+        "args": "",
     })
     return work
 

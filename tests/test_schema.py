@@ -132,7 +132,7 @@ def test_defaults_and_profiles_validate(profile):
 
 @pytest.mark.parametrize("name, value", [
     ("chunk_size", 400), ("chunk_size", "500"), ("threshold", 1.5), ("precision", "fp16"), ("use_gpu", "false"),
-    ("shard_size", 0), ("input", "two words.fa"),
+    ("shard_tokens", 0), ("input", "two words.fa"),
 ])
 def test_wrong_values_are_refused(name, value):
     values = {"input": "samples.csv", name: value}

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import run_script
-from virnucpro import dnabert, staging, tiny_models
+from virnucpro import contracts, staging, tiny_models
 from virnucpro.errors import InputError
 
 
@@ -49,7 +49,7 @@ def test_published_classifier_is_fetched_verified_and_reused(tmp_path, published
     assert entry.path == "classifier/500_model.pth" and entry.name == "500_model.pth"
     assert (outdir / entry.path).read_bytes() == published[500].read_bytes()
     assert entry.sha256 == hashlib.sha256(b"classifier 500").hexdigest()
-    manifest = (outdir / staging.MANIFEST).read_text()
+    manifest = (outdir / contracts.MODEL_MANIFEST).read_text()
     assert manifest == f"{entry.sha256}  classifier/500_model.pth\n"
     published[500].unlink()  # reuse does not download again
     assert staging.stage_classifier(None, 500, outdir) == entry
@@ -111,7 +111,7 @@ def test_esm_download(tiny, tmp_path, monkeypatch):
     entry = staging.stage_esm(tiny_models.ESM_NAME, tmp_path)
     assert entry.path == f"esm/{tiny_models.ESM_NAME}.pt"
     assert (tmp_path / "esm" / f"{tiny_models.ESM_NAME}-contact-regression.pt").is_file()
-    assert len(staging.read_manifest(tmp_path / staging.MANIFEST)) == 2
+    assert len(staging.read_manifest(tmp_path / contracts.MODEL_MANIFEST)) == 2
 
 
 def test_dnabert_download_is_limited_to_the_files_needed(tiny, tmp_path, monkeypatch):
@@ -126,10 +126,10 @@ def test_dnabert_download_is_limited_to_the_files_needed(tiny, tmp_path, monkeyp
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
     entry = staging.stage_dnabert("zhihan1996/DNABERT-S", tmp_path)
-    assert requests == [("zhihan1996/DNABERT-S", dnabert.HUB_FILES)]
+    assert requests == [("zhihan1996/DNABERT-S", list(contracts.DNABERT_HUB_FILES))]
     assert entry.path == "dnabert/zhihan1996--DNABERT-S"
     assert not (tmp_path / entry.path / ".cache").exists()
-    assert "dnabert/zhihan1996--DNABERT-S/pytorch_model.bin" in staging.read_manifest(tmp_path / staging.MANIFEST)
+    assert "dnabert/zhihan1996--DNABERT-S/pytorch_model.bin" in staging.read_manifest(tmp_path / contracts.MODEL_MANIFEST)
 
 
 @pytest.mark.parametrize("kind, spec", [("dnabert", "not a hub id"), ("esm", "esm1b_t33_650M_UR50S"), ("esm", "./missing.pt")])
@@ -140,7 +140,7 @@ def test_bad_model_names(tmp_path, kind, spec):
 
 
 def test_tiny_models_json(tiny):
-    models = json.loads((tiny / staging.MODELS_JSON).read_text())
+    models = json.loads((tiny / contracts.MODELS_JSON).read_text())
     assert {kind: entry["path"] for kind, entry in models.items()} == {
         "dnabert": f"dnabert/{tiny_models.DNABERT_NAME}",
         "esm": f"esm/{tiny_models.ESM_NAME}.pt",
@@ -152,7 +152,7 @@ def test_tiny_models_json(tiny):
 
 def test_tiny_models_are_reproducible(tiny, tmp_path):
     staging.stage_tiny(tmp_path)
-    assert (tmp_path / staging.MANIFEST).read_text() == (tiny / staging.MANIFEST).read_text()
+    assert (tmp_path / contracts.MODEL_MANIFEST).read_text() == (tiny / contracts.MODEL_MANIFEST).read_text()
 
 
 def test_tiny_dnabert_has_the_real_layout(tiny):
@@ -205,5 +205,5 @@ def test_the_script_writes_its_version_beside_models_json(tmp_path):
     # --model_cache (storeDir) runs no command
     run_script("stage_models.py", "--outdir", tmp_path / "models", "--chunk-size", 500, "--tiny")
     version = run_script("stage_models.py", "--version").stdout
-    assert (tmp_path / "models" / staging.VERSIONS_FILE).read_text() == version
+    assert (tmp_path / "models" / contracts.VERSIONS_FILE).read_text() == version
     assert version.startswith("virnucpro ")

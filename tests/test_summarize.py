@@ -1,18 +1,24 @@
-"""summarize.py: the original's result files, the completeness checks and the per-sequence calls."""
+"""summarize.py: the original's result files, the identity and completeness checks, the
+per-sequence calls and the result folder published as a unit."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from conftest import run_script
+from conftest import BIN, run_script
+from virnucpro import summary as summary_module
+from virnucpro.contracts import SEQUENCE_COLUMNS, SHARD_COLUMNS, FrameIdDigest, record_digest, tsv_line
 from virnucpro.fasta import read_fasta
 
-SEQUENCES_HEADER = "record\tsequence_id\tinput_id\tlength\tchunks\tframes\tstatus\treason\n"
-SHARDS_HEADER = "shard\tframes\ttokens\tfirst_id\tlast_id\n"
 PREDICTIONS_HEADER = "Sequence_ID\tPrediction\tscore1\tscore2\n"
 OUTPUTS = ("prediction_results.txt", "prediction_results_highestscore.csv", "sequence_calls.tsv", "viral_sequences.fasta", "summary.json")
 
@@ -23,11 +29,13 @@ def sequence_of(frame_or_chunk_id: str) -> str:
 
 def write_shards(directory: Path, prefix: str, shards: list[list[str]]) -> list[Path]:
     """Per-shard predictions files from prediction rows, and the matching P.shards.tsv."""
-    paths, table = [], [SHARDS_HEADER]
+    paths, table = [], [tsv_line(SHARD_COLUMNS)]
     for number, rows in enumerate(shards, start=1):
         name = f"{prefix}.{number:04d}"
         ids = [row.split("\t")[0] for row in rows]
-        table.append(f"{name}\t{len(rows)}\t{10 * len(rows)}\t{ids[0]}\t{ids[-1]}\n")
+        digest = FrameIdDigest()
+        digest.update(ids)
+        table.append(tsv_line((name, len(rows), 10 * len(rows), ids[0], ids[-1], digest.hexdigest())))
         path = directory / f"{name}.predictions.tsv"
         path.write_text(PREDICTIONS_HEADER + "".join(f"{row}\n" for row in rows))
         paths.append(path)
@@ -35,17 +43,38 @@ def write_shards(directory: Path, prefix: str, shards: list[list[str]]) -> list[
     return paths
 
 
+def write_sequences(path: Path, fasta: Path, rows: list[tuple]) -> None:
+    """P.sequences.tsv from (sequence_id, chunks, frames, status, reason) per record of ``fasta``:
+    record number, input ID, length and digest as prepare_frames.py computes them."""
+    lines = [tsv_line(SEQUENCE_COLUMNS)]
+    for number, (record, (sequence_id, chunks, frames, status, reason)) in enumerate(zip(read_fasta(fasta), rows, strict=True), start=1):
+        digest = record_digest(record.header, record.sequence)
+        lines.append(tsv_line((number, sequence_id, record.id, len(record.sequence), chunks, frames, status, reason, digest)))
+    path.write_text("".join(lines))
+
+
 def read_table(path: Path) -> list[dict[str, str]]:
     header, *lines = path.read_text().splitlines()
     return [dict(zip(header.split("\t"), line.split("\t"))) for line in lines]
 
 
-def summarize(directory: Path, prefix: str, predictions: list[Path], fasta: Path, *extra, check=True):
+def summarize(directory: Path, prefix: str, predictions: list[Path], fasta: Path, *extra, check=True, out="out"):
     return run_script(
         "summarize.py", "--sample", "S1", "--predictions", *predictions,
         "--shards", directory / f"{prefix}.shards.tsv", "--sequences", directory / f"{prefix}.sequences.tsv",
-        "--fasta", fasta, "--outdir", directory / "out", *extra, check=check,
-    )
+        "--fasta", fasta, "--outdir", directory / out, *extra, check=check,
+    )  # fmt: skip
+
+
+def assert_fails_cleanly(result, *needles: str) -> None:
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    for needle in needles:
+        assert needle in result.stderr
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
 
 
 # ---------------------------------------------------------------- the reference corpus
@@ -58,11 +87,11 @@ def reference_run(request, reference, tmp_path):
     prediction_rows = (reference / "expected" / f"prediction_results_{chunk_size}.txt").read_text().splitlines()[1:]
     chunks = Counter(sequence_of(record.id) for record in read_fasta(reference / f"chunked{chunk_size}.fa"))
     frames = Counter(sequence_of(row.split("\t")[0][:-2]) for row in prediction_rows)
-    table = [SEQUENCES_HEADER]
-    for number, record in enumerate(read_fasta(reference / "input.fa"), start=1):
+    rows = []
+    for record in read_fasta(reference / "input.fa"):
         status = "pending" if frames[record.id] else "no_open_frame"
-        table.append(f"{number}\t{record.id}\t{record.id}\t{len(record.sequence)}\t{chunks[record.id]}\t{frames[record.id]}\t{status}\t\n")
-    (tmp_path / "P.sequences.tsv").write_text("".join(table))
+        rows.append((record.id, chunks[record.id], frames[record.id], status, ""))
+    write_sequences(tmp_path / "P.sequences.tsv", reference / "input.fa", rows)
     third = len(prediction_rows) // 3
     shards = [prediction_rows[:third], prediction_rows[third : 2 * third], prediction_rows[2 * third :]]
     return chunk_size, write_shards(tmp_path, "P", shards), tmp_path
@@ -109,6 +138,18 @@ def test_reproduces_the_original_result_files(reference, reference_run):
     assert summary["frames_scored"] == sum(int(row["frames_scored"]) for row in calls)
 
 
+def test_external_sort_reproduces_the_original_order(reference, reference_run, monkeypatch):
+    """Sorted runs of 7 chunk verdicts, merged 3 at a time: the rows come out as sorted() puts them."""
+    chunk_size, predictions, directory = reference_run
+    monkeypatch.setattr(summary_module, "SORT_RUN_CHUNKS", 7)
+    monkeypatch.setattr(summary_module, "SORT_FAN_IN", 3)
+    summary_module.summarize("P", [str(path) for path in predictions], str(directory / "P.shards.tsv"),
+                             str(directory / "P.sequences.tsv"), None, directory / "out")  # fmt: skip
+    assert (directory / "out" / "prediction_results_highestscore.csv").read_bytes() == (
+        reference / "expected" / f"prediction_results_highestscore_{chunk_size}.csv"
+    ).read_bytes()
+
+
 def test_the_issue_command_line_defaults_sample_and_shards_from_the_sequences_table(reference, reference_run):
     """summarize.py --predictions ... --sequences P.sequences.tsv --outdir D, as the core-stages issue spells it."""
     chunk_size, predictions, directory = reference_run
@@ -128,16 +169,15 @@ def test_the_issue_command_line_defaults_sample_and_shards_from_the_sequences_ta
 def test_rerun_is_byte_identical(reference, reference_run):
     _, predictions, directory = reference_run
     summarize(directory, "P", predictions, reference / "input.fa")
-    first = {name: (directory / "out" / name).read_bytes() for name in OUTPUTS}
+    first = folder_bytes(directory / "out")
     summarize(directory, "P", list(reversed(predictions)), reference / "input.fa")
-    assert {name: (directory / "out" / name).read_bytes() for name in OUTPUTS} == first
+    assert sorted(first) == sorted(OUTPUTS) and folder_bytes(directory / "out") == first
 
 
 def test_a_missing_shard_fails_and_writes_nothing(reference, reference_run):
     _, predictions, directory = reference_run
     result = summarize(directory, "P", [predictions[0], predictions[2]], reference / "input.fa", check=False)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "P.0002" in result.stderr
+    assert_fails_cleanly(result, "P.0002")
     assert not (directory / "out").exists()
 
 
@@ -146,15 +186,14 @@ def test_a_truncated_shard_fails(reference, reference_run):
     lines = predictions[1].read_text().splitlines(keepends=True)
     predictions[1].write_text("".join(lines[:-1]))
     result = summarize(directory, "P", predictions, reference / "input.fa", check=False)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "P.0002" in result.stderr
-    assert not (directory / "out").exists()
+    assert_fails_cleanly(result, "P.0002")
+    assert sorted(path.name for path in directory.iterdir() if "out" in path.name) == []  # no result, no staging folder
 
 
 def test_the_same_shard_twice_fails(reference, reference_run):
     _, predictions, directory = reference_run
     result = summarize(directory, "P", [*predictions, predictions[0]], reference / "input.fa", check=False)
-    assert result.returncode == 1 and "P.0001" in result.stderr
+    assert_fails_cleanly(result, "P.0001")
 
 
 # ---------------------------------------------------------------- a case worked out by hand
@@ -166,14 +205,13 @@ HAND_FASTA = (
     ">C\nAAAA\n"
     ">D\n"
 )
-HAND_SEQUENCES = (
-    SEQUENCES_HEADER
-    + "1\tA\tA\t16\t2\t3\tpending\t\n"
-    + "2\tB\tB\t10\t1\t1\tpending\t\n"
-    + "3\tB_2\tB\t8\t1\t1\tpending\t\n"
-    + "4\tC\tC\t4\t1\t0\tno_open_frame\tno frame without a stop codon\n"
-    + "5\tD\tD\t0\t0\t0\tinvalid\tempty sequence\n"
-)
+HAND_ROWS = [
+    ("A", 2, 3, "pending", ""),
+    ("B", 1, 1, "pending", ""),
+    ("B_2", 1, 1, "pending", ""),
+    ("C", 1, 0, "no_open_frame", "no frame without a stop codon"),
+    ("D", 0, 0, "invalid", "empty sequence"),
+]
 HAND_SHARDS = [
     [
         "A_chunk_1F1\tvirus\t0.3\t0.7",
@@ -187,7 +225,7 @@ HAND_SHARDS = [
 @pytest.fixture
 def hand_case(tmp_path):
     (tmp_path / "in.fa").write_text(HAND_FASTA)
-    (tmp_path / "H.sequences.tsv").write_text(HAND_SEQUENCES)
+    write_sequences(tmp_path / "H.sequences.tsv", tmp_path / "in.fa", HAND_ROWS)
     return write_shards(tmp_path, "H", HAND_SHARDS), tmp_path
 
 
@@ -215,6 +253,10 @@ def test_sequence_calls_computed_by_hand(hand_case):
     assert summary["calls"] == {"virus": 2, "non-virus": 1}
     assert (summary["chunks"], summary["chunks_scored"], summary["viral_chunks"], summary["frames_scored"]) == (5, 4, 3, 5)
     assert summary["threshold"] == 0.5 and "at least 0.5" in summary["call_rule"]
+    # summary.json seals the set: the SHA-256 of each other file
+    assert summary["files"] == {
+        name: hashlib.sha256((directory / "out" / name).read_bytes()).hexdigest() for name in OUTPUTS if name != "summary.json"
+    }
 
 
 def test_threshold_changes_the_call(hand_case):
@@ -228,32 +270,82 @@ def test_threshold_changes_the_call(hand_case):
 def test_a_prediction_for_an_unknown_sequence_fails(hand_case):
     _, directory = hand_case
     shards = [HAND_SHARDS[0], HAND_SHARDS[1] + ["Z_chunk_1F1\tvirus\t0.1\t0.9"]]
-    predictions = write_shards(directory, "H", shards)
+    predictions = write_shards(directory, "H", shards)  # a shard table that lists Z too: the sequences table disagrees
     result = summarize(directory, "H", predictions, directory / "in.fa", check=False)
-    assert result.returncode == 1 and "Z_chunk_1F1" in result.stderr and "Traceback" not in result.stderr
+    assert_fails_cleanly(result, "H.sequences.tsv", "Z_chunk_1F1", "H.0002")
 
 
 def test_a_pending_sequence_without_predictions_fails(hand_case):
     predictions, directory = hand_case
-    (directory / "H.sequences.tsv").write_text(HAND_SEQUENCES.replace("4\tC\tC\t4\t1\t0\tno_open_frame", "4\tC\tC\t4\t1\t2\tpending"))
+    rows = [*HAND_ROWS[:3], ("C", 1, 2, "pending", ""), HAND_ROWS[4]]
+    write_sequences(directory / "H.sequences.tsv", directory / "in.fa", rows)
     result = summarize(directory, "H", predictions, directory / "in.fa", check=False)
-    assert result.returncode == 1 and "'C'" in result.stderr
+    assert_fails_cleanly(result, "H.sequences.tsv", "'C'")
     assert not (directory / "out").exists()
 
 
-def test_the_wrong_fasta_fails(hand_case):
+@pytest.mark.parametrize(
+    "shard, row, replacement, needles",
+    [
+        # a copy of the previous frame's row: named at once
+        (0, 1, "A_chunk_1F1\tvirus\t0.3\t0.7", ["line 3 is a repeated frame", "'A_chunk_1F1'"]),
+        # a frame of another shard's sequence in its place: named at once
+        (1, 1, "A_chunk_2F1\tothers\t0.8\t0.2", ["a frame of 'A' where those of 'B_2' belong", "'A_chunk_2F1'"]),
+        # a frame PREPARE never wrote (R3 in place of R2): found by the hash of the shard's IDs
+        (0, 1, "A_chunk_1R3\tothers\t0.6\t0.4", ["do not hash to the ids_sha256 of"]),
+    ],
+)
+def test_predictions_of_other_frames_fail(hand_case, shard, row, replacement, needles):
     predictions, directory = hand_case
-    (directory / "other.fa").write_text(HAND_FASTA.replace(">C\n", ">E\n"))
+    lines = predictions[shard].read_text().splitlines(keepends=True)
+    lines[row + 1] = replacement + "\n"
+    predictions[shard].write_text("".join(lines))
+    result = summarize(directory, "H", predictions, directory / "in.fa", check=False)
+    assert_fails_cleanly(result, str(predictions[shard]), f"holds frames other than those of shard H.000{shard + 1}", *needles)
+    assert not (directory / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "fasta, needle",
+    [
+        (HAND_FASTA.replace(">A first one", ">A first 1"), "record 1 'A': not the record prepare_frames.py read (header or sequence differs)"),
+        (HAND_FASTA.replace("GGGGCCCC", "GGGGCCCA"), "record 3 'B': not the record prepare_frames.py read"),
+        (HAND_FASTA.replace(">C\n", ">E\n"), "record 4 'E': not the record"),
+        (HAND_FASTA + ">F\nACGT\n", "record 6 'F': beyond the 5 records"),
+        (HAND_FASTA.replace(">D\n", ""), "ends after 4 records but"),
+    ],
+)
+def test_a_fasta_other_than_the_prepared_one_fails(hand_case, fasta, needle):
+    predictions, directory = hand_case
+    (directory / "other.fa").write_text(fasta)
     result = summarize(directory, "H", predictions, directory / "other.fa", check=False)
-    assert result.returncode == 1 and "record 4" in result.stderr
+    assert_fails_cleanly(result, "other.fa", needle)
+
+
+@pytest.mark.parametrize(
+    "table, old, new, needle",
+    [
+        ("H.sequences.tsv", "\tA\tA\t16\t2\t3\t", "\tA\tA\t16\t2\tthree\t", "frame count 'three' is not an integer"),
+        ("H.sequences.tsv", "\tpending\t", "\tdone\t", "unknown status 'done'"),
+        ("H.shards.tsv", "H.0001\t3\t", "H.0001\t3.0\t", "frame count '3.0' is not an integer"),
+        ("H.0001.predictions.tsv", "\t0.3\t0.7", "\t0.3\t1.7", "line 2 has a score that is not a probability"),
+        ("H.0002.predictions.tsv", "\t0.1\t0.9", "\t0.1\tnan", "line 2 has a score that is not a probability"),
+    ],
+)
+def test_bad_values_in_the_tables_fail(hand_case, table, old, new, needle):
+    predictions, directory = hand_case
+    path = directory / table
+    path.write_text(path.read_text().replace(old, new, 1))
+    result = summarize(directory, "H", predictions, directory / "in.fa", check=False)
+    assert_fails_cleanly(result, table, needle)
 
 
 def test_empty_input_writes_headers_only(tmp_path):
     (tmp_path / "in.fa").write_text(">C\nAAAA\n")
-    (tmp_path / "E.sequences.tsv").write_text(SEQUENCES_HEADER + "1\tC\tC\t4\t1\t0\tno_open_frame\tno open frame\n")
-    (tmp_path / "E.shards.tsv").write_text(SHARDS_HEADER)
+    write_sequences(tmp_path / "E.sequences.tsv", tmp_path / "in.fa", [("C", 1, 0, "no_open_frame", "no open frame")])
+    (tmp_path / "E.shards.tsv").write_text(tsv_line(SHARD_COLUMNS))
     run_script("summarize.py", "--sample", "S1", "--shards", tmp_path / "E.shards.tsv", "--sequences", tmp_path / "E.sequences.tsv",
-               "--fasta", tmp_path / "in.fa", "--outdir", tmp_path / "out")
+               "--fasta", tmp_path / "in.fa", "--outdir", tmp_path / "out")  # fmt: skip
     out = tmp_path / "out"
     assert (out / "prediction_results.txt").read_text() == PREDICTIONS_HEADER
     assert (out / "prediction_results_highestscore.csv").read_text() == "Modified_ID\tIs_Virus\n"
@@ -269,8 +361,61 @@ def test_stage_metrics_are_summed_into_the_summary(hand_case):
     for number, seconds in enumerate((2.0, 3.0), start=1):
         path = directory / f"m{number}.json"
         path.write_text(json.dumps({"stage": "embed_esm", "name": f"H.000{number}", "items": 10, "tokens": 100, "seconds": seconds,
-                                    "load_seconds": 1.0, "device": "cuda:0", "precision": "bf16", "peak_gpu_memory_bytes": None}))
+                                    "load_seconds": 1.0, "device": "cuda:0", "precision": "bf16", "peak_gpu_memory_bytes": None}))  # fmt: skip
         metrics.append(path)
     summarize(directory, "H", predictions, directory / "in.fa", "--metrics", *metrics)
     [stage] = json.loads((directory / "out" / "summary.json").read_text())["stages"]
     assert (stage["stage"], stage["tasks"], stage["items"], stage["seconds"], stage["items_per_second"]) == ("embed_esm", 2, 20, 5.0, 4.0)
+
+
+# ---------------------------------------------------------------- the result folder as a unit
+
+
+def test_a_second_run_replaces_the_whole_set(hand_case):
+    predictions, directory = hand_case
+    summarize(directory, "H", predictions, directory / "in.fa", "--threshold", "0.4")
+    summarize(directory, "H", predictions, directory / "in.fa", "--threshold", "0.5")
+    summarize(directory, "H", predictions, directory / "in.fa", "--threshold", "0.5", out="fresh")
+    assert folder_bytes(directory / "out") == folder_bytes(directory / "fresh")
+    assert json.loads((directory / "out" / "summary.json").read_text())["threshold"] == 0.5
+    assert not [path.name for path in directory.iterdir() if path.name.startswith(".")]  # no staging or old folder left
+
+
+# run summarize.py, SIGKILLed by itself while writing the row of its third sequence
+KILLED_MIDWAY = """
+import os, runpy, signal, sys
+sys.path.insert(0, sys.argv[1])
+from virnucpro import summary
+written = summary.call_row
+def call_row(*args):
+    if args[1].record == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return written(*args)
+summary.call_row = call_row
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_a_run_killed_midway_leaves_the_previous_set(hand_case):
+    predictions, directory = hand_case
+    summarize(directory, "H", predictions, directory / "in.fa", "--threshold", "0.4")
+    before = folder_bytes(directory / "out")
+    command = [sys.executable, "-c", KILLED_MIDWAY, str(BIN), str(BIN / "summarize.py"), "--sample", "S1", "--predictions", *map(str, predictions),
+               "--shards", str(directory / "H.shards.tsv"), "--sequences", str(directory / "H.sequences.tsv"),
+               "--fasta", str(directory / "in.fa"), "--outdir", str(directory / "out")]  # fmt: skip
+    killed = subprocess.run(command, capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert [path.name for path in directory.iterdir() if path.name.startswith(".out.tmp")]  # it was killed mid-way
+    assert folder_bytes(directory / "out") == before
+    files = json.loads(before["summary.json"])["files"]
+    assert {name: hashlib.sha256(before[name]).hexdigest() for name in files} == files
+
+
+def test_an_outdir_with_other_files_is_not_replaced(hand_case):
+    predictions, directory = hand_case
+    (directory / "out").mkdir()
+    (directory / "out" / "notes.txt").write_text("mine")
+    result = summarize(directory, "H", predictions, directory / "in.fa", check=False)
+    assert_fails_cleanly(result, "'notes.txt'", "not replaced")
+    assert os.listdir(directory / "out") == ["notes.txt"]

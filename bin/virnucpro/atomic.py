@@ -1,10 +1,12 @@
 """Crash-safe output: every file is written under a temporary name and renamed when complete,
-so a killed task never leaves a file that looks finished."""
+and a set of files (a results folder) is written into a hidden folder put in place whole, so a
+killed task never leaves a file or a set that looks finished."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -22,6 +24,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield temporary
         os.replace(temporary, final)
+    except OSError as error:
+        if error.filename is None:  # write() and close() do not say which file filled the disk
+            error.filename = str(final)
+        raise
     finally:
         temporary.unlink(missing_ok=True)
 
@@ -40,3 +46,30 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically, as UTF-8 with '\\n' line ends."""
     with atomic_open(path) as handle:
         handle.write(text)
+
+
+def replace_folder(new: Path, final: Path) -> None:
+    """Put ``new`` in place of ``final``: an existing ``final`` is renamed aside, ``new`` renamed in,
+    then the old one deleted, so that the name holds the old set, the new set, or (between the
+    renames) nothing."""
+    if not os.path.lexists(final):
+        os.rename(new, final)
+        return
+    aside = final.with_name(f".{final.name}.old{os.getpid()}")
+    shutil.rmtree(aside, ignore_errors=True)
+    os.rename(final, aside)
+    os.rename(new, final)
+    shutil.rmtree(aside)
+
+
+@contextlib.contextmanager
+def atomic_folder(final: Path) -> Iterator[Path]:
+    """A hidden sibling folder to write into, put in place of ``final`` when the block succeeds."""
+    staging = final.with_name(f".{final.name}.tmp{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+        replace_folder(staging, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,43 +1,49 @@
-"""The VirNucPro MLP classifier: safe loading of the original checkpoints and frame scoring.
+"""The VirNucPro MLP classifier: safe loading of the original checkpoints and streamed frame scoring.
 
 The published ``300_model.pth`` / ``500_model.pth`` are whole ``MLPClassifier`` objects pickled
 with ``torch.save(model)``. Unpickling them normally would import and run whatever the pickle
 names, so they are read with torch's weights-only unpickler, with the few classes such a file
-references mapped to an inert stand-in that only records its state; the weights are then taken
-from that state and loaded into our own module.
+references mapped to inert stand-ins that only record their state; the weights are then taken
+from that state and loaded into our own module. Anything the file holds that our module would
+not use is refused rather than dropped, so a file is either scored as it was trained or not at all.
+
+Scoring streams a shard: both embedding files are read in step, one batch of rows at a time,
+into one preallocated feature buffer, and each batch's prediction rows are written at once, so
+memory stays the same whatever the shard's size.
 """
 
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import IO, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from .embedding import Embeddings
+from .contracts import LABELS, PREDICTION_HEADER, EmbeddingFile, FrameIdDigest
 from .errors import InputError, VirNucProError
-from .summary import LABELS, PREDICTION_HEADER
+
 DEFAULT_BATCH_EPS = 1e-5  # torch.nn.BatchNorm1d's default, used when the file does not say
+# The CPU matrix product's rounding depends on how many rows it is given, so batches always
+# start at row 0 and hold this many rows: the scores are the same bytes in every run.
 ROWS_PER_BATCH = 4096
 
-# torch.nn classes the original MLPClassifier is built from: they become stand-ins, never imported.
-ALLOWED_MODULE_CLASSES = frozenset(
-    {
-        "torch.nn.modules.linear.Linear",
-        "torch.nn.modules.batchnorm.BatchNorm1d",
-        "torch.nn.modules.dropout.Dropout",
-        "torch.nn.modules.activation.ReLU",
-    }
-)
+LINEAR = "torch.nn.modules.linear.Linear"
+BATCH_NORM = "torch.nn.modules.batchnorm.BatchNorm1d"
+DROPOUT = "torch.nn.modules.dropout.Dropout"
+RELU = "torch.nn.modules.activation.ReLU"
+# The original MLPClassifier's layers. It applies ReLU as a function (the published files have no
+# relu layer); a relu or dropout layer has no weights and is the identity in eval mode.
+LAYERS = {"hidden_layer": LINEAR, "bn1": BATCH_NORM, "relu": RELU, "dropout": DROPOUT, "output_layer": LINEAR}
+ALLOWED_MODULE_CLASSES = frozenset(LAYERS.values())
 # The original class is defined in whichever script saved it (__main__, train, prediction, ...).
 CLASSIFIER_CLASS_NAME = "MLPClassifier"
 
-WEIGHT_SHAPES = {
+WEIGHT_RANKS = {
     "hidden_layer.weight": 2,
     "hidden_layer.bias": 1,
     "bn1.weight": 1,
@@ -47,12 +53,18 @@ WEIGHT_SHAPES = {
     "output_layer.weight": 2,
     "output_layer.bias": 1,
 }
+# BatchNorm counts its training steps here and reads the count only while training with
+# momentum=None: no eval-mode score depends on it, so it is the one entry a file may carry unused.
+IGNORED_WEIGHTS = frozenset({"bn1.num_batches_tracked"})
+REFUSED_PICKLE = "refusing to load: the checkpoint's pickle references {}, which a VirNucPro classifier never contains (it may run arbitrary code)"
 
 
 class _PickledModule:
     """Inert stand-in for a pickled nn.Module: keeps the attribute dict, runs no code."""
 
-    def __setstate__(self, state: dict) -> None:
+    pickled_class = ""  # the dotted class name the pickle gave
+
+    def __setstate__(self, state: object) -> None:
         self.state = state
 
 
@@ -76,52 +88,84 @@ class MLPClassifier(nn.Module):
         return self.output_layer(hidden)
 
 
-@dataclass(frozen=True)
-class FramePrediction:
-    frame_id: str
-    label: str
-    probabilities: tuple[np.float32, np.float32]
+# ---------------------------------------------------------------- loading
 
 
 def _unsafe_globals(path: Path) -> list[str]:
     """The names a torch.save checkpoint's pickle references beyond torch's weights-only defaults."""
     try:
         return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
-    except (ValueError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
-        raise InputError(path, f"not a PyTorch checkpoint written by torch.save ({error})") from None
+    except (ValueError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError) as error:
+        raise InputError(path, f"not a PyTorch checkpoint written by torch.save ({_first_line(error)})") from None
 
 
 def _stand_ins_for(path: Path, names: Sequence[str]) -> list[tuple[type, str]]:
     refused = [name for name in names if name not in ALLOWED_MODULE_CLASSES and name.rpartition(".")[2] != CLASSIFIER_CLASS_NAME]
     if refused:
-        raise InputError(
-            path,
-            f"refusing to load: the checkpoint's pickle references {', '.join(refused)}, which a "
-            "VirNucPro classifier never contains (it may run arbitrary code)",
-        )
-    return [(_PickledModule, name) for name in names]
+        raise InputError(path, REFUSED_PICKLE.format(", ".join(refused)))
+    return [(type("PickledModule", (_PickledModule,), {"pickled_class": name}), name) for name in names]
 
 
-def _module_weights(module: _PickledModule, prefix: str = "") -> dict[str, object]:
-    """Flatten a pickled module tree into a state dict (parameters and buffers by dotted name)."""
-    state = getattr(module, "state", None)
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _unpickling_refusal(error: BaseException) -> str:
+    """torch's reason for refusing a pickle, without its advice (to load it with weights_only=False)."""
+    reason = str(error).rpartition("WeightsUnpickler error:")[2]
+    named = re.search(r"GLOBAL (\S+)", reason)
+    if named:
+        return REFUSED_PICKLE.format(named[1])
+    target = re.search(r"but got (?:<class '([^']+)'>|(\S+))", reason)
+    applied_to = f" (to a {target[1] or target[2]})" if target else ""
+    return f"refusing to load: its pickle applies an operation that no saved classifier's pickle uses{applied_to}"
+
+
+def _module_state(path: Path, module: object, what: str) -> dict:
+    state = getattr(module, "state", None) if isinstance(module, _PickledModule) else None
     if not isinstance(state, dict):
-        return {}
-    weights: dict[str, object] = {}
-    for group in ("_parameters", "_buffers"):
-        for name, value in (state.get(group) or {}).items():
-            if value is not None:
-                weights[f"{prefix}{name}"] = value
-    for name, child in (state.get("_modules") or {}).items():
-        if isinstance(child, _PickledModule):
-            weights.update(_module_weights(child, f"{prefix}{name}."))
-    return weights
+        raise InputError(path, f"{what} is not a pickled torch module")
+    return state
 
 
-def _batch_norm_eps(model: _PickledModule) -> float:
-    batch_norm = (model.state.get("_modules") or {}).get("bn1")
-    eps = getattr(batch_norm, "state", {}).get("eps", DEFAULT_BATCH_EPS)
-    return float(eps) if isinstance(eps, (int, float)) else DEFAULT_BATCH_EPS
+def _entries(path: Path, state: dict, group: str, what: str) -> dict[str, object]:
+    entries = state.get(group) or {}
+    if not isinstance(entries, dict):
+        raise InputError(path, f"{what} is not a pickled torch module ({group} is a {type(entries).__name__})")
+    return {name: value for name, value in entries.items() if value is not None}
+
+
+def _class_of(module: object) -> str:
+    return module.pickled_class if isinstance(module, _PickledModule) else type(module).__name__
+
+
+def _pickled_weights(path: Path, model: _PickledModule) -> tuple[dict[str, object], float]:
+    """The state dict and BatchNorm eps of a pickled MLPClassifier, whose layers must all be ours.
+
+    The module tree is read one level deep and no further: our layers have no sublayers, so a
+    deeper or cyclic tree is refused without walking it.
+    """
+    if model.pickled_class.rpartition(".")[2] != CLASSIFIER_CLASS_NAME:
+        raise InputError(path, f"holds a pickled {model.pickled_class}, not an MLPClassifier or a state dict")
+    state = _module_state(path, model, "the MLPClassifier")
+    layers = _entries(path, state, "_modules", "the MLPClassifier")
+    unknown = [f"{name} ({_class_of(layer).rpartition('.')[2]})" for name, layer in layers.items() if LAYERS.get(name) != _class_of(layer)]
+    if unknown:
+        expected = ", ".join(f"{name} ({kind.rpartition('.')[2]})" for name, kind in LAYERS.items())
+        raise InputError(path, f"refusing to load: layer(s) {', '.join(unknown)} are not in VirNucPro's MLPClassifier, which has {expected}")
+    weights = {**_entries(path, state, "_parameters", "the MLPClassifier"), **_entries(path, state, "_buffers", "the MLPClassifier")}
+    eps: object = DEFAULT_BATCH_EPS
+    for name, layer in layers.items():
+        layer_state = _module_state(path, layer, f"layer {name}")
+        if _entries(path, layer_state, "_modules", f"layer {name}"):
+            raise InputError(path, f"refusing to load: layer {name} has sublayers, which VirNucPro's {_class_of(layer).rpartition('.')[2]} has not")
+        for group in ("_parameters", "_buffers"):
+            weights.update({f"{name}.{key}": value for key, value in _entries(path, layer_state, group, f"layer {name}").items()})
+        if name == "bn1":
+            eps = layer_state.get("eps", DEFAULT_BATCH_EPS)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
+        raise InputError(path, f"bn1 has eps {eps!r}, not a non-negative number")
+    return weights, float(eps)
 
 
 def _load_torch_file(path: Path) -> tuple[Mapping[str, object], float]:
@@ -129,11 +173,12 @@ def _load_torch_file(path: Path) -> tuple[Mapping[str, object], float]:
     try:
         with torch.serialization.safe_globals(stand_ins):
             loaded = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise InputError(path, f"cannot read the classifier checkpoint safely ({message})") from None
+    except pickle.UnpicklingError as error:
+        raise InputError(path, _unpickling_refusal(error)) from None
+    except (RuntimeError, EOFError, ValueError, TypeError, AttributeError, KeyError, IndexError) as error:
+        raise InputError(path, f"cannot read the classifier checkpoint ({type(error).__name__}: {_first_line(error)})") from None
     if isinstance(loaded, _PickledModule):
-        return _module_weights(loaded), _batch_norm_eps(loaded)
+        return _pickled_weights(path, loaded)
     if isinstance(loaded, Mapping):
         return loaded, DEFAULT_BATCH_EPS
     raise InputError(path, f"holds a {type(loaded).__name__}, not an MLPClassifier or a state dict")
@@ -146,25 +191,46 @@ def _load_safetensors(path: Path) -> Mapping[str, object]:
     try:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as error:
-        raise InputError(path, f"not a readable safetensors file ({error})") from None
+        raise InputError(path, f"not a readable safetensors file ({_first_line(error)})") from None
+
+
+def _shape(shape: Sequence[int]) -> str:
+    return "(" + ", ".join(map(str, shape)) + ")"
 
 
 def _checked_weights(path: Path, weights: Mapping[str, object]) -> dict[str, torch.Tensor]:
-    missing = [name for name in WEIGHT_SHAPES if name not in weights]
+    unknown = sorted(str(name) for name in weights if name not in WEIGHT_RANKS and name not in IGNORED_WEIGHTS)
+    if unknown:
+        raise InputError(path, f"refusing to load: weight(s) {', '.join(unknown)} are not in VirNucPro's MLPClassifier, which would ignore them")
+    missing = [name for name in WEIGHT_RANKS if name not in weights]
     if missing:
         raise InputError(path, f"not a VirNucPro MLP classifier: missing weights {', '.join(missing)}")
     checked: dict[str, torch.Tensor] = {}
-    for name, rank in WEIGHT_SHAPES.items():
+    for name, rank in WEIGHT_RANKS.items():
         value = weights[name]
-        if not isinstance(value, torch.Tensor) or value.dim() != rank:
-            raise InputError(path, f"weight {name} is not a {rank}-dimensional tensor")
+        if not isinstance(value, torch.Tensor) or value.dim() != rank or not value.is_floating_point():
+            raise InputError(path, f"weight {name} is not a {rank}-dimensional floating-point tensor")
         checked[name] = value.detach().to(torch.float32)
-    hidden_dim, _ = checked["hidden_layer.weight"].shape
-    num_classes, output_inputs = checked["output_layer.weight"].shape
-    if output_inputs != hidden_dim or len(checked["bn1.running_mean"]) != hidden_dim:
-        raise InputError(path, "inconsistent layer sizes: hidden_layer, bn1 and output_layer do not fit together")
-    if num_classes != len(LABELS):
-        raise InputError(path, f"the classifier has {num_classes} outputs; VirNucPro needs {len(LABELS)} (others, virus)")
+    non_finite = [name for name, value in checked.items() if not torch.isfinite(value).all()]
+    if non_finite:
+        raise InputError(path, f"weight(s) {', '.join(non_finite)} hold NaN or Inf (in fp32)")
+    if (checked["bn1.running_var"] < 0).any():
+        raise InputError(path, "weight bn1.running_var holds negative variances")
+    hidden_dim, input_dim = checked["hidden_layer.weight"].shape
+    num_classes = len(LABELS)
+    expected = {
+        "hidden_layer.bias": (hidden_dim,),
+        **{f"bn1.{key}": (hidden_dim,) for key in ("weight", "bias", "running_mean", "running_var")},
+        "output_layer.weight": (num_classes, hidden_dim),
+        "output_layer.bias": (num_classes,),
+    }
+    for name, shape in expected.items():
+        if tuple(checked[name].shape) != shape:
+            raise InputError(
+                path,
+                f"weight {name} has shape {_shape(checked[name].shape)} where hidden_layer ({hidden_dim} units) and "
+                f"{num_classes} classes ({', '.join(LABELS)}) need {_shape(shape)}",
+            )
     return checked
 
 
@@ -184,63 +250,96 @@ def load_classifier(path: str | Path) -> MLPClassifier:
     checked = _checked_weights(path, weights)
     hidden_dim, input_dim = checked["hidden_layer.weight"].shape
     model = MLPClassifier(input_dim, hidden_dim, len(LABELS), eps)
-    model.load_state_dict(checked, strict=False)
+    model.load_state_dict(checked, strict=False)  # every weight but the ignored step count, checked above
     return model.eval()
 
 
-def join_features(dnabert: Embeddings, esm: Embeddings, dnabert_path: str | Path, esm_path: str | Path) -> np.ndarray:
-    """DNABERT then ESM embedding per frame, rows in the DNABERT file's order.
+# ---------------------------------------------------------------- scoring
 
-    Both files must hold the same frame IDs, each once.
+
+def _not_same_frames(dnabert: EmbeddingFile, esm: EmbeddingFile, detail: str) -> VirNucProError:
+    return VirNucProError(f"{dnabert.path} and {esm.path} are not embeddings of the same frames ({detail})")
+
+
+def _first_difference(dnabert: EmbeddingFile, esm: EmbeddingFile, start: int, dnabert_ids: list[str], esm_ids: list[str]) -> str | None:
+    for offset, (ours, theirs) in enumerate(zip(dnabert_ids, esm_ids)):
+        if ours != theirs:
+            return f"row {start + offset} is '{ours}' in {Path(dnabert.path).name}, '{theirs}' in {Path(esm.path).name}"
+    return None
+
+
+def check_same_frames(dnabert: EmbeddingFile, esm: EmbeddingFile) -> None:
+    """Both files must hold the same frames in the same order: equal counts and ids_sha256.
+
+    On a mismatch the IDs are compared block by block to name the first row that differs.
     """
-    esm_rows = {}
-    for row, frame_id in enumerate(esm.ids):
-        if frame_id in esm_rows:
-            raise InputError(esm_path, "frame ID appears twice", frame_id)
-        esm_rows[frame_id] = row
-    seen: set[str] = set()
-    for frame_id in dnabert.ids:
-        if frame_id in seen:
-            raise InputError(dnabert_path, "frame ID appears twice", frame_id)
-        seen.add(frame_id)
-        if frame_id not in esm_rows:
-            raise InputError(esm_path, f"has no ESM embedding for this frame of {dnabert_path}", frame_id)
-    for frame_id in esm.ids:
-        if frame_id not in seen:
-            raise InputError(dnabert_path, f"has no DNABERT embedding for this frame of {esm_path}", frame_id)
-    order = [esm_rows[frame_id] for frame_id in dnabert.ids]
-    return np.concatenate([dnabert.vectors, esm.vectors[order].reshape(len(order), -1)], axis=1).astype(np.float32, copy=False)
+    if dnabert.count == esm.count and str(dnabert.attributes["ids_sha256"]) == str(esm.attributes["ids_sha256"]):
+        return
+    common = min(dnabert.count, esm.count)
+    for start in range(0, common, ROWS_PER_BATCH):
+        stop = min(start + ROWS_PER_BATCH, common)
+        difference = _first_difference(dnabert, esm, start, dnabert.ids(start, stop), esm.ids(start, stop))
+        if difference:
+            raise _not_same_frames(dnabert, esm, difference)
+    if dnabert.count != esm.count:
+        raise _not_same_frames(dnabert, esm, f"{dnabert.count} frames against {esm.count}; the first {common} agree")
+    raise _not_same_frames(dnabert, esm, "their IDs agree but their ids_sha256 attributes differ")
 
 
-def check_input_dim(model: MLPClassifier, classifier_path: str | Path, dnabert: Embeddings, esm: Embeddings) -> None:
-    dnabert_dim, esm_dim = dnabert.vectors.shape[1], esm.vectors.shape[1]
-    if model.input_dim != dnabert_dim + esm_dim:
+def check_input_dim(model: MLPClassifier, classifier_path: str | Path, dnabert: EmbeddingFile, esm: EmbeddingFile) -> None:
+    if model.input_dim != dnabert.dim + esm.dim:
         raise VirNucProError(
             f"{classifier_path}: the classifier takes {model.input_dim} input dimensions but the embeddings "
-            f"give {dnabert_dim + esm_dim} (DNABERT {dnabert_dim} + ESM {esm_dim}): models and classifier do not match"
+            f"give {dnabert.dim + esm.dim} (DNABERT {dnabert.dim} + ESM {esm.dim}): models and classifier do not match"
         )
 
 
-@torch.no_grad()
-def predict(model: MLPClassifier, frame_ids: Sequence[str], features: np.ndarray, device: torch.device) -> list[FramePrediction]:
-    """Softmax scores in fp32; the label is the first index of the largest probability, as the
-    original's torch.max over the probabilities gives (on a tie in fp32: others)."""
+@torch.inference_mode()
+def probabilities(model: MLPClassifier, features: np.ndarray, device: torch.device) -> np.ndarray:
+    """Softmax over the two classes in fp32, one row per feature row."""
+    logits = model(torch.from_numpy(features).to(device))
+    return torch.softmax(logits, dim=1).cpu().numpy()
+
+
+def prediction_rows(frame_ids: Sequence[str], scores: np.ndarray) -> str:
+    """The original's prediction_results.txt rows: str() of each float32 probability. The label is
+    the first index of the largest probability, as the original's torch.max gives (others on a tie)."""
+    labels = scores.argmax(axis=1).tolist()
+    return "".join(
+        f"{frame_id}\t{LABELS[label]}\t{str(others)}\t{str(virus)}\n"  # str(): f"{np.float32}" prints the float64 digits
+        for frame_id, label, others, virus in zip(frame_ids, labels, scores[:, 0], scores[:, 1])
+    )
+
+
+def score_frames(model: MLPClassifier, classifier_path: str | Path, dnabert: EmbeddingFile, esm: EmbeddingFile,
+                 device: torch.device, out: IO[str]) -> int:
+    """Write the header and a prediction row per frame to ``out``; returns the number of frames.
+
+    The files must have passed check_same_frames. Each batch's IDs are compared between the files
+    and hashed; the hash must give the files' ids_sha256 at the end, or the rows already written
+    are for frames other than the shard's (the caller's output must then be discarded).
+    """
     model = model.to(device=device, dtype=torch.float32).eval()
-    predictions: list[FramePrediction] = []
-    for start in range(0, len(frame_ids), ROWS_PER_BATCH):
-        batch = torch.from_numpy(np.ascontiguousarray(features[start : start + ROWS_PER_BATCH])).to(device)
-        logits = model(batch)
-        probabilities = torch.softmax(logits, dim=1).cpu().numpy().astype(np.float32)
-        labels = probabilities.argmax(axis=1)
-        for offset, (label, row) in enumerate(zip(labels, probabilities)):
-            predictions.append(FramePrediction(frame_ids[start + offset], LABELS[int(label)], (row[0], row[1])))
-    return predictions
-
-
-def format_predictions(predictions: Sequence[FramePrediction]) -> str:
-    """The original's prediction_results.txt: str() of each float32 probability."""
-    lines = [PREDICTION_HEADER]
-    for prediction in predictions:
-        scores = "\t".join(str(np.float32(value)) for value in prediction.probabilities)
-        lines.append(f"{prediction.frame_id}\t{prediction.label}\t{scores}\n")
-    return "".join(lines)
+    features = np.empty((min(ROWS_PER_BATCH, dnabert.count), dnabert.dim + esm.dim), dtype=np.float32)
+    digest = FrameIdDigest()
+    out.write(PREDICTION_HEADER)
+    for start in range(0, dnabert.count, ROWS_PER_BATCH):
+        stop = min(start + ROWS_PER_BATCH, dnabert.count)
+        frame_ids = dnabert.ids(start, stop)
+        difference = _first_difference(dnabert, esm, start, frame_ids, esm.ids(start, stop))
+        if difference:
+            raise _not_same_frames(dnabert, esm, difference)
+        digest.update(frame_ids)
+        batch = features[: stop - start]
+        for embeddings, columns in ((dnabert, batch[:, : dnabert.dim]), (esm, batch[:, dnabert.dim :])):
+            # torch widens float16 into the buffer several times faster than numpy's astype
+            torch.from_numpy(columns).copy_(torch.from_numpy(embeddings.stored_rows(start, stop)))
+            embeddings.check_finite(start, columns)
+        scores = probabilities(model, batch, device)
+        bad = np.flatnonzero(~np.isfinite(scores).all(axis=1))
+        if len(bad):
+            raise InputError(classifier_path, "gives a score that is not finite (weights too large for fp32)", frame_ids[bad[0]])
+        out.write(prediction_rows(frame_ids, scores))
+    if digest.hexdigest() != str(dnabert.attributes["ids_sha256"]):
+        raise InputError(dnabert.path, "its frame IDs do not hash to its ids_sha256 attribute: the file was altered or is damaged")
+    return digest.count

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from .errors import InputError
-from .fasta import open_text
+from .fasta import text_lines
 
 if TYPE_CHECKING:
     import h5py
@@ -44,6 +44,14 @@ def sequence_of(frame_id: str) -> str:
 
 def is_frame_id(frame_id: str) -> bool:
     return _FRAME_ID.fullmatch(frame_id) is not None
+
+
+def parse_frame_id(frame_id: str) -> tuple[str, int, int] | None:
+    """(sequence ID, chunk number, index into FRAME_LABELS) of a frame ID, or None if it is not one."""
+    match = _FRAME_ID.fullmatch(frame_id)
+    if match is None:
+        return None
+    return match[1], int(match[2]), FRAME_LABELS.index(match[3])
 
 
 class FrameIdDigest:
@@ -117,22 +125,21 @@ def tsv_line(fields: Iterable[object]) -> str:
 
 def read_tsv(path: str | Path, columns: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number, row) of a tab-separated file whose header names at least ``columns``."""
-    with open_text(path) as handle:
-        first = handle.readline()
-        if not first:
-            raise InputError(path, "empty file: expected a header line")
-        header = first.rstrip("\r\n").split("\t")
-        missing = [column for column in columns if column not in header]
-        if missing:
-            raise InputError(path, f"header lacks column(s) {', '.join(missing)}")
-        for number, line in enumerate(handle, start=2):
-            line = line.rstrip("\r\n")
-            if not line:
-                continue
-            values = line.split("\t")
-            if len(values) != len(header):
-                raise InputError(path, f"line {number} has {len(values)} fields, the header {len(header)}")
-            yield number, dict(zip(header, values))
+    lines = text_lines(path)
+    first = next(lines, None)
+    if first is None:
+        raise InputError(path, "empty file: expected a header line")
+    header = first[1].split("\t")
+    missing = [column for column in columns if column not in header]
+    if missing:
+        raise InputError(path, f"header lacks column(s) {', '.join(missing)}")
+    for number, line in lines:
+        if not line:
+            continue
+        values = line.split("\t")
+        if len(values) != len(header):
+            raise InputError(path, f"line {number} has {len(values)} fields, the header {len(header)}")
+        yield number, dict(zip(header, values))
 
 
 def parse_int(path: str | Path, value: str, what: str, line: int | None = None, minimum: int = 0) -> int:
@@ -197,13 +204,12 @@ class Prediction:
 
 def prediction_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     """(line number, line without its end) of each row of a predictions file, the header checked."""
-    with open_text(path) as handle:
-        if handle.readline().rstrip("\r\n") != PREDICTION_HEADER.rstrip("\n"):
-            raise InputError(path, "not a predictions file: the header must be " + " ".join(PREDICTION_COLUMNS))
-        for number, line in enumerate(handle, start=2):
-            line = line.rstrip("\r\n")
-            if line:
-                yield number, line
+    lines = text_lines(path)
+    if next(lines, (1, ""))[1] != PREDICTION_HEADER.rstrip("\n"):
+        raise InputError(path, "not a predictions file: the header must be " + " ".join(PREDICTION_COLUMNS))
+    for number, line in lines:
+        if line:
+            yield number, line
 
 
 def parse_prediction(path: str | Path, number: int, line: str) -> Prediction:
@@ -238,8 +244,24 @@ PREDICTION_RESULTS = "prediction_results.txt"
 HIGHEST_SCORES = "prediction_results_highestscore.csv"
 SEQUENCE_CALLS = "sequence_calls.tsv"
 VIRAL_SEQUENCES = "viral_sequences.fasta"
-SUMMARY_JSON = "summary.json"  # written last: its presence marks a complete result folder
+# written last; its "files" maps every other file of the folder to its file_sha256
+SUMMARY_JSON = "summary.json"
 SAMPLE_RESULT_FILES = (PREDICTION_RESULTS, HIGHEST_SCORES, SEQUENCE_CALLS, VIRAL_SEQUENCES, SUMMARY_JSON)
+
+
+def call_rule(threshold: float) -> str:
+    """The call rule in words, for summary.json and the report."""
+    return (
+        "A chunk's virus score is the highest virus probability (score2) among its open reading frames; "
+        "a chunk is viral when that score is at least its highest non-virus probability (score1), the "
+        f"original VirNucPro rule. A sequence is called virus when the mean virus score of its scored "
+        f"chunks is at least {threshold:g}, otherwise non-virus; sequences without any scored frame get no call."
+    )
+
+
+def file_sha256(path: str | Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 # ---------------------------------------------------------------- EMBED_* embeddings (HDF5)
@@ -272,10 +294,14 @@ def write_embeddings(path: str | Path, ids: Sequence[str], vectors: np.ndarray, 
 
     ``attributes`` gives every EMBEDDING_ATTRIBUTES key except dtype, dim and ids_sha256, which
     follow from the data. A non-finite vector is refused: it would become a silent wrong call.
+    The HDF5 image is built in memory and written as plain bytes, so a full disk is an OSError
+    (ENOSPC) naming ``path``, not a crash inside the HDF5 library.
     """
+    import io
+
     import h5py
 
-    from .atomic import atomic_path
+    from .atomic import atomic_open
     from .errors import VirNucProError
 
     vectors = np.asarray(vectors)
@@ -283,27 +309,31 @@ def write_embeddings(path: str | Path, ids: Sequence[str], vectors: np.ndarray, 
         raise ValueError(f"{len(ids)} ids but embeddings of shape {vectors.shape}")
     bad = first_non_finite(vectors)
     if bad is not None:
+        precision = attributes["precision"]
+        advice = "check the model weights" + (" or use --precision fp32" if precision == "bf16" else "")
         raise VirNucProError(
             f"{path}: the {ROLE_NAMES[str(attributes['model_role'])]} embedding of frame '{ids[bad]}' holds NaN or "
-            f"Inf (precision {attributes['precision']}): not written; check the model weights or use --precision fp32"
+            f"Inf (precision {precision}): not written; {advice}"
         )
     dtype = storage_dtype(str(attributes["precision"]), vectors)
     digest = FrameIdDigest()
     digest.update(ids)
     rows = max(1, min(len(ids), CHUNK_BYTES // max(1, vectors.shape[1] * dtype.itemsize)))
-    with atomic_path(path) as temporary:
-        # track_order and absent timestamps keep the bytes identical between runs
-        with h5py.File(temporary, "w", track_order=True) as handle:
-            string = h5py.string_dtype("utf-8")
-            handle.create_dataset("ids", data=np.array(list(ids), dtype=object), dtype=string, track_times=False,
-                                  maxshape=(None,), chunks=(rows,))
-            handle.create_dataset("embeddings", data=vectors.astype(dtype, copy=False), track_times=False,
-                                  maxshape=(None, vectors.shape[1]), chunks=(rows, vectors.shape[1]))
-            for key, value in attributes.items():
-                handle.attrs[key] = value
-            handle.attrs["dtype"] = dtype.name
-            handle.attrs["dim"] = vectors.shape[1]
-            handle.attrs["ids_sha256"] = digest.hexdigest()
+    image = io.BytesIO()
+    # track_order and absent timestamps keep the bytes identical between runs
+    with h5py.File(image, "w", track_order=True) as handle:
+        string = h5py.string_dtype("utf-8")
+        handle.create_dataset("ids", data=np.array(list(ids), dtype=object), dtype=string, track_times=False,
+                              maxshape=(None,), chunks=(rows,))
+        handle.create_dataset("embeddings", data=vectors.astype(dtype, copy=False), track_times=False,
+                              maxshape=(None, vectors.shape[1]), chunks=(rows, vectors.shape[1]))
+        for key, value in attributes.items():
+            handle.attrs[key] = value
+        handle.attrs["dtype"] = dtype.name
+        handle.attrs["dim"] = vectors.shape[1]
+        handle.attrs["ids_sha256"] = digest.hexdigest()
+    with atomic_open(path, "wb") as output:
+        output.write(image.getbuffer())
 
 
 class EmbeddingFile:
@@ -374,11 +404,20 @@ class EmbeddingFile:
 
     def vectors(self, start: int, stop: int) -> np.ndarray:
         """Rows [start, stop) as float32, refusing NaN and Inf."""
-        block = self._vectors[start:stop].astype(np.float32, copy=False)
-        bad = first_non_finite(block)
+        block = self.stored_rows(start, stop).astype(np.float32, copy=False)
+        self.check_finite(start, block)
+        return block
+
+    def stored_rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) in their storage dtype, unchecked: for a reader that widens float16
+        itself (torch does it several times faster than numpy) and then calls check_finite."""
+        return self._vectors[start:stop]
+
+    def check_finite(self, start: int, vectors: np.ndarray) -> None:
+        """Refuse NaN and Inf in ``vectors``, this file's rows from row ``start`` on."""
+        bad = first_non_finite(vectors)
         if bad is not None:
             raise InputError(self.path, f"the embedding in row {start + bad} holds NaN or Inf", self.ids(start + bad, start + bad + 1)[0])
-        return block
 
     def blocks(self, rows: int) -> Iterator[tuple[int, int]]:
         """(start, stop) of consecutive row blocks, aligned to the file's chunks."""

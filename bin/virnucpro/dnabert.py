@@ -1,4 +1,5 @@
-"""DNABERT-S checkpoints and tokenizer, and batched per-sequence embeddings.
+"""DNABERT-S behind the embedding skeleton: checkpoint directories, the tokenizer, and the mean
+of the last hidden layer over all tokens ([CLS] and [SEP] included, as the original).
 
 A checkpoint is a directory with config.json, model.safetensors or pytorch_model.bin, and
 tokenizer.json, or a Hugging Face hub ID whose files are fetched into the hub cache. Only
@@ -8,27 +9,51 @@ tensors and JSON are read: no code from the checkpoint runs.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from .embedding import embed_in_batches, iter_chunks, padded_batch, state_dict_problems, token_budget_batches
+from . import contracts
+from .embedding import (
+    Checkpoint, Embedder, check_sizes, iter_chunks, layer_count, meta_device, padded_batch, read_torch_file, refuse_non_finite,
+    state_dict_problems, tensor_dict,
+)
 from .errors import VirNucProError
-from .modeling_dnabert import DNABertConfig, DNABertModel, mean_pool
+from .fasta import IUPAC_NUCLEOTIDES, PROTEIN_ONLY_LETTERS
+from .modeling_dnabert import DNABertConfig, DNABertModel
 
 DEFAULT_MODEL = "zhihan1996/DNABERT-S"
-CONFIG_FILE = "config.json"
-TOKENIZER_FILE = "tokenizer.json"
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # in order of preference
-HUB_FILES = [CONFIG_FILE, TOKENIZER_FILE, "tokenizer_config.json", "special_tokens_map.json", *WEIGHT_FILES]
+# 32768 padded tokens: ~300 frames of 500 bp per batch, a few GB in bf16
+DEFAULT_BATCH_TOKENS = 32768
 IGNORED_KEY_PREFIXES = ("cls.", "pooler.")  # masked-LM head and pooler: not used for embeddings
 # Any valid id: padded positions are masked out of attention and pooling.
 PADDING_ID = 0
 # Sequences tokenized per call, so that the tokenizer's Encoding objects never pile up.
 TOKENIZE_CHUNK = 4096
+# prepare_frames.py writes frames of upper-cased IUPAC codes; the tokenizer has no normalizer, so
+# anything else (lower case included) would silently become [UNK] tokens
+FRAME_LETTERS = "".join(sorted(IUPAC_NUCLEOTIDES))
+_FRAME_BYTES = FRAME_LETTERS.encode("ascii")
+
+
+def sequence_problem(sequence: str) -> str | None:
+    """Why ``sequence`` is not a frame DNABERT-S embeds, or None."""
+    if not sequence:
+        return "empty sequence"
+    if not sequence.encode("utf-8").translate(None, _FRAME_BYTES):
+        return None
+    unexpected = set(sequence) - IUPAC_NUCLEOTIDES
+    shown = "".join(sorted(unexpected))[:20]
+    if unexpected & PROTEIN_ONLY_LETTERS:
+        return f"looks like protein, not nucleotides (letters {shown!r}): DNABERT-S embeds the nucleotide frames (.fna)"
+    return f"letters {shown!r} are not upper-case IUPAC nucleotide codes ({FRAME_LETTERS}), which prepare_frames.py writes"
+
+
+# --- checkpoints -----------------------------------------------------------------------------
 
 
 def locate_model(model: str) -> Path:
@@ -39,7 +64,7 @@ def locate_model(model: str) -> Path:
     from huggingface_hub import constants, snapshot_download
 
     try:
-        return Path(snapshot_download(repo_id=model, allow_patterns=HUB_FILES))
+        return Path(snapshot_download(repo_id=model, allow_patterns=list(contracts.DNABERT_HUB_FILES)))
     except Exception as error:  # network, missing repository, invalid ID, offline cache miss: all one message
         offline = " (HF_HUB_OFFLINE is set: only the local hub cache was searched)" if constants.HF_HUB_OFFLINE else ""
         raise VirNucProError(
@@ -49,12 +74,12 @@ def locate_model(model: str) -> Path:
 
 
 def read_config(directory: Path) -> DNABertConfig:
-    path = directory / CONFIG_FILE
+    path = directory / contracts.DNABERT_CONFIG_FILE
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
         return DNABertConfig.from_dict(values)
     except FileNotFoundError:
-        raise VirNucProError(f"{path}: missing (a DNABERT-S checkpoint directory needs {CONFIG_FILE})") from None
+        raise VirNucProError(f"{path}: missing (a DNABERT-S checkpoint directory needs {contracts.DNABERT_CONFIG_FILE})") from None
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, TypeError, ValueError) as error:
         raise VirNucProError(f"{path}: not a valid model configuration ({error})") from None
     except KeyError as error:
@@ -63,19 +88,19 @@ def read_config(directory: Path) -> DNABertConfig:
 
 def read_state_dict(directory: Path) -> tuple[Path, dict[str, torch.Tensor]]:
     """The checkpoint's tensors (safetensors preferred) and the file they came from."""
-    for name in WEIGHT_FILES:
+    for name in contracts.DNABERT_WEIGHT_FILES:
         path = directory / name
         if not path.exists():
             continue
-        try:
-            if name.endswith(".safetensors"):
-                from safetensors.torch import load_file
+        if name.endswith(".safetensors"):
+            from safetensors.torch import load_file
 
+            try:
                 return path, load_file(path)
-            return path, torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # corrupt, truncated or pickled objects other than tensors
-            raise VirNucProError(f"{path}: cannot read the weights ({type(error).__name__}: {error})") from None
-    raise VirNucProError(f"{directory}: no weights ({' or '.join(WEIGHT_FILES)})")
+            except Exception as error:  # the safetensors reader raises its own and several builtin types
+                raise VirNucProError(f"{path}: cannot read the weights ({type(error).__name__}: {error})") from None
+        return path, tensor_dict(read_torch_file(path), path, "the file")
+    raise VirNucProError(f"{directory}: no weights ({' or '.join(contracts.DNABERT_WEIGHT_FILES)})")
 
 
 def encoder_state_dict(checkpoint: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -88,24 +113,25 @@ def encoder_state_dict(checkpoint: dict[str, torch.Tensor]) -> dict[str, torch.T
     return state
 
 
-def load_model(directory: Path, device: torch.device, dtype: torch.dtype) -> DNABertModel:
-    """The encoder with the checkpoint's weights, cast to ``dtype`` on ``device``, in eval mode."""
-    config = read_config(directory)
-    path, checkpoint = read_state_dict(directory)
-    state = encoder_state_dict(checkpoint)
-    with torch.device("meta"):  # no random initialisation: every tensor comes from the checkpoint
-        model = DNABertModel(config)
-    problems = state_dict_problems(state, model, CONFIG_FILE)
-    if problems:
-        raise VirNucProError(f"{path}: not a DNABERT-S checkpoint matching its {CONFIG_FILE}: {'; '.join(problems)}")
-    model.load_state_dict(state, assign=True)
-    return model.to(device=device, dtype=dtype).eval()
+def check_config(config: DNABertConfig, state: dict[str, torch.Tensor], path: Path) -> None:
+    """config.json's sizes against the weights' (the head count has no trace in the shapes)."""
+
+    def size(key: str, dimension: int) -> int | None:
+        return state[key].shape[dimension] if key in state and state[key].ndim > dimension else None
+
+    check_sizes(path, contracts.DNABERT_CONFIG_FILE, [
+        ("num_hidden_layers", config.num_hidden_layers, layer_count(state, r"encoder\.layer\.(\d+)\.")),
+        ("vocab_size", config.vocab_size, size("embeddings.word_embeddings.weight", 0)),
+        ("hidden_size", config.hidden_size, size("embeddings.word_embeddings.weight", 1)),
+        ("type_vocab_size", config.type_vocab_size, size("embeddings.token_type_embeddings.weight", 0)),
+        ("intermediate_size", config.intermediate_size, size("encoder.layer.0.mlp.wo.weight", 1)),
+    ])
 
 
 def load_tokenizer(directory: Path, vocab_size: int) -> Tokenizer:
-    path = directory / TOKENIZER_FILE
+    path = directory / contracts.DNABERT_TOKENIZER_FILE
     if not path.exists():
-        raise VirNucProError(f"{path}: missing (a DNABERT-S checkpoint directory needs {TOKENIZER_FILE})")
+        raise VirNucProError(f"{path}: missing (a DNABERT-S checkpoint directory needs {contracts.DNABERT_TOKENIZER_FILE})")
     try:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as error:  # the tokenizers library raises a bare Exception on bad JSON
@@ -118,6 +144,49 @@ def load_tokenizer(directory: Path, vocab_size: int) -> Tokenizer:
     return tokenizer
 
 
+@dataclass(frozen=True)
+class DNABertCheckpoint(Checkpoint):
+    role: ClassVar[str] = contracts.DNABERT
+    pooling: ClassVar[str] = "mean over all tokens incl. [CLS]/[SEP]"
+
+    directory: Path
+    config: DNABertConfig
+    name: str
+
+    @property
+    def layer(self) -> int:
+        return self.config.num_hidden_layers
+
+    @property
+    def dim(self) -> int:
+        return self.config.hidden_size
+
+    def load(self, device: torch.device, dtype: torch.dtype) -> "DNABertEmbedder":
+        """The encoder with the checkpoint's weights, cast to ``dtype`` on ``device``, in eval mode."""
+        path, checkpoint = read_state_dict(self.directory)
+        state = encoder_state_dict(checkpoint)
+        check_config(self.config, state, path)
+        with meta_device():
+            model = DNABertModel(self.config)
+        problems = state_dict_problems(state, model, contracts.DNABERT_CONFIG_FILE)
+        if problems:
+            raise VirNucProError(f"{path}: not a DNABERT-S checkpoint matching its {contracts.DNABERT_CONFIG_FILE}: {'; '.join(problems)}")
+        model.load_state_dict(state, assign=True)
+        model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        refuse_non_finite(model, path, dtype)
+        return DNABertEmbedder(model, load_tokenizer(self.directory, self.config.vocab_size))
+
+
+def open_checkpoint(model: str) -> DNABertCheckpoint:
+    """Locate ``model`` (a directory or a hub ID) and read its config.json; no weights are read."""
+    directory = locate_model(model)
+    name = Path(model).resolve().name if Path(model).is_dir() else model
+    return DNABertCheckpoint(directory, read_config(directory), name)
+
+
+# --- embedding -------------------------------------------------------------------------------
+
+
 def tokenize(tokenizer: Tokenizer, sequences: Sequence[str]) -> list[np.ndarray]:
     """Token ids of each sequence, [CLS] and [SEP] included (the tokenizer's template adds them)."""
     token_ids: list[np.ndarray] = []
@@ -126,37 +195,31 @@ def tokenize(tokenizer: Tokenizer, sequences: Sequence[str]) -> list[np.ndarray]
     return token_ids
 
 
-@torch.inference_mode()
-def embed_token_ids(
-    model: DNABertModel,
-    token_ids: Sequence[np.ndarray],
-    device: torch.device,
-    batch_tokens: int,
-    progress: bool = False,
-    source: str = "input",
-) -> np.ndarray:
-    """Mean-pooled last hidden layer of each tokenized sequence: float32 [N, hidden], input order.
+def mean_pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the real tokens of each sequence ([CLS] and [SEP] included), in float32: [batch, hidden]."""
+    mask = attention_mask.to(torch.float32)[..., None]
+    return (hidden_states.float() * mask).sum(dim=1) / mask.sum(dim=1)
 
-    Batches are length-sorted and bounded by ``batch_tokens`` padded tokens; padding is masked,
-    so every row equals the sequence's embedding computed alone.
-    """
 
-    def embed_batch(indices: list[int]) -> torch.Tensor:
-        input_ids, lengths = padded_batch([token_ids[i] for i in indices], PADDING_ID, device)
+class DNABertEmbedder(Embedder):
+    module: DNABertModel
+
+    def __init__(self, module: DNABertModel, tokenizer: Tokenizer) -> None:
+        super().__init__(module)
+        self.tokenizer = tokenizer
+
+    @property
+    def dim(self) -> int:
+        return self.module.config.hidden_size
+
+    def preprocess(self, sequences: Sequence[str]) -> list[np.ndarray]:
+        return tokenize(self.tokenizer, sequences)
+
+    def tokens(self, token_ids: np.ndarray) -> int:
+        return len(token_ids)  # [CLS] and [SEP] are among the ids
+
+    def _forward(self, batch: Sequence[np.ndarray], device: torch.device) -> torch.Tensor:
+        """Padding is masked out of attention and pooling: each row is the sequence's embedding alone."""
+        input_ids, lengths = padded_batch(batch, PADDING_ID, device)
         attention_mask = torch.arange(input_ids.shape[1], device=device)[None, :] < lengths[:, None]
-        return mean_pool(model(input_ids, attention_mask), attention_mask)
-
-    batches = token_budget_batches([len(ids) for ids in token_ids], batch_tokens)
-    return embed_in_batches(batches, embed_batch, len(token_ids), model.config.hidden_size, progress, "DNABERT-S", source)
-
-
-def embed_sequences(
-    model: DNABertModel,
-    tokenizer: Tokenizer,
-    sequences: Sequence[str],
-    device: torch.device,
-    batch_tokens: int,
-    progress: bool = False,
-) -> np.ndarray:
-    """Embed nucleotide sequences as the original does one at a time: float32 [N, hidden], input order."""
-    return embed_token_ids(model, tokenize(tokenizer, sequences), device, batch_tokens, progress)
+        return mean_pool(self.module(input_ids, attention_mask), attention_mask)

@@ -1,40 +1,173 @@
-"""What both embedders share: devices and precision, token-budget batches, the OOM-safe batch
-loop and the HDF5 output format."""
+"""The embedding stage, one skeleton for both models (embed_dnabert.py, embed_esm.py).
+
+A model plugs in as two adapters, in the manner of a Hugging Face feature-extraction pipeline:
+a ``Checkpoint`` (located, its configuration read: all an empty shard needs) that ``load``s an
+``Embedder`` (the built model: ``preprocess`` turns sequences into token ids, ``_forward`` turns
+a batch of them into one pooled float32 vector each). ``run`` does the rest the same way for
+both: check the FASTA, time the load, the tokenisation and the forward passes, batch by token
+budget (halving a batch on CUDA out-of-memory), write the HDF5 file and the metrics.
+
+Checkpoints are read as tensors and settings only: no code from a file runs.
+"""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import logging
-from dataclasses import dataclass
+import pickle
+import pickletools
+import re
+import time
+import warnings
+import zipfile
+from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable, ClassVar, Collection, Iterator, Mapping, Sequence
 
-import h5py
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from .atomic import atomic_path
+from . import cli, contracts
 from .errors import GpuOutOfMemoryError, InputError, VirNucProError
+from .fasta import read_fasta
+from .metrics import write_metrics
 
 log = logging.getLogger("virnucpro")
 
 PRECISIONS = ("auto", "fp32", "bf16")
 PRECISION_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16"}
+_REFUSED_GLOBAL = re.compile(r"GLOBAL (\S+) was not an allowed global")
 
 
-def add_embedding_arguments(parser, default_batch_tokens: int) -> None:
-    """The options that embed_dnabert.py and embed_esm.py share."""
+# --- the two adapters ------------------------------------------------------------------------
+
+
+class Embedder(ABC):
+    """A built model as ``run`` drives it: ``preprocess`` once, then ``_forward`` per batch."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module
+
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """The size of one embedding."""
+
+    @abstractmethod
+    def preprocess(self, sequences: Sequence[str]) -> list[np.ndarray]:
+        """Token ids of each sequence (checked by the model's ``sequence_problem`` beforehand)."""
+
+    @abstractmethod
+    def tokens(self, token_ids: np.ndarray) -> int:
+        """How many positions the model sees for one sequence: what batches are budgeted by."""
+
+    @abstractmethod
+    def _forward(self, batch: Sequence[np.ndarray], device: torch.device) -> torch.Tensor:
+        """The model on one batch, pooled: float32 [len(batch), dim], padding left out."""
+
+    def compile(self, device: torch.device) -> float | None:
+        """Compile the model for ``device`` and return the seconds that took; None: not compiled."""
+        return None
+
+
+class Checkpoint(ABC):
+    """A located checkpoint whose configuration is read; its weights are read by ``load``."""
+
+    role: ClassVar[str]  # contracts.DNABERT or contracts.ESM
+    pooling: ClassVar[str]  # how an embedding is made from the layer's token states, in words
+    name: str  # the output's 'model' attribute: not where the checkpoint happens to be staged
+    layer: int  # the representation layer (0: the token embeddings; the number of layers: the last)
+    dim: int  # the size of one embedding
+
+    @abstractmethod
+    def load(self, device: torch.device, dtype: torch.dtype) -> Embedder:
+        """Read the weights, check them against the configuration and build the model."""
+
+
+# --- the skeleton ----------------------------------------------------------------------------
+
+
+def make_parser(description: str, fasta_help: str, default_batch_tokens: int) -> argparse.ArgumentParser:
+    """The options both embedders take; each script adds --model and its own."""
+    parser = cli.make_parser(description)
+    parser.add_argument("--fasta", required=True, help=fasta_help)
     parser.add_argument("--out", required=True, help="output HDF5 file (datasets 'ids' and 'embeddings')")
     parser.add_argument("--device", default="auto", help="auto (first CUDA GPU, else CPU), cpu, cuda or cuda:N")
     parser.add_argument(
         "--precision", default="auto", choices=PRECISIONS,
-        help="auto = bf16 on CUDA GPUs of compute capability >= 8, else fp32; fp32 reproduces the original",
+        help="auto = bf16 on CUDA GPUs of compute capability >= 8, else fp32; fp32 reproduces the original "
+        "(bf16 embeddings are stored as float16, fp32 ones as float32)",
     )
     parser.add_argument(
         "--batch-tokens", type=int, default=default_batch_tokens,
         help="token budget per batch (padded tokens); halved automatically on CUDA out-of-memory",
     )
     parser.add_argument("--no-progress", action="store_true", help="do not draw a progress bar on stderr")
+    parser.add_argument("--metrics", help="write timings and counts to this JSON file")
+    return parser
+
+
+def run(args: argparse.Namespace, sequence_problem: Callable[[str], str | None], open_checkpoint: Callable[[], Checkpoint]) -> None:
+    """Embed every record of ``args.fasta`` and write ``args.out`` (and ``args.metrics``).
+
+    ``sequence_problem`` says why a sequence is not one the model embeds (checked before any
+    model is read); ``open_checkpoint`` locates (downloads) the checkpoint and reads its
+    configuration. Timings: load_seconds from locating to the built model, tokenize_seconds,
+    compile_seconds (None when not compiled) and seconds, the forward passes alone.
+    """
+    records = list(read_fasta(args.fasta))
+    for record in records:
+        problem = sequence_problem(record.sequence)
+        if problem is not None:
+            raise InputError(args.fasta, problem, record.id)
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.precision, device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    started = time.perf_counter()
+    checkpoint = open_checkpoint()
+    if records:
+        sequences = [record.sequence for record in records]
+        vectors, tokens, timings = _embed(checkpoint, sequences, args, device, dtype, started)
+    else:  # an empty shard needs only the embedding size, not the model
+        vectors, tokens = np.empty((0, checkpoint.dim), dtype=np.float32), 0
+        timings = {"load_seconds": time.perf_counter() - started, "tokenize_seconds": 0.0, "compile_seconds": None, "seconds": 0.0}
+    log.info("embedded %d sequences (%d tokens) in %.1f s on %s", len(records), tokens, timings["seconds"], device)
+
+    precision = PRECISION_NAMES[dtype]
+    attributes = {"model_role": checkpoint.role, "model": checkpoint.name, "layer": checkpoint.layer,
+                  "pooling": checkpoint.pooling, "precision": precision}
+    contracts.write_embeddings(args.out, [record.id for record in records], vectors, attributes)
+    if args.metrics:
+        write_metrics(
+            args.metrics, stage=f"embed_{checkpoint.role}", name=Path(args.fasta).stem, items=len(records), tokens=tokens,
+            device=str(device), precision=precision, peak_gpu_memory_bytes=peak_gpu_memory(device), **timings,
+        )
+
+
+def _embed(
+    checkpoint: Checkpoint, sequences: list[str], args: argparse.Namespace, device: torch.device, dtype: torch.dtype, started: float
+) -> tuple[np.ndarray, int, dict[str, float | None]]:
+    """Load, tokenize, compile and embed: the vectors, the token count and each step's seconds
+    (the load's counted from ``started``, before the checkpoint was located)."""
+    embedder = checkpoint.load(device, dtype)
+    loaded = time.perf_counter()
+    token_ids = embedder.preprocess(sequences)
+    tokenized = time.perf_counter()
+    compile_seconds = embedder.compile(device)
+    forward = time.perf_counter()
+    label = contracts.ROLE_NAMES[checkpoint.role]
+    vectors = embed_token_ids(embedder, token_ids, device, args.batch_tokens, not args.no_progress, args.fasta, label)
+    finished = time.perf_counter()
+    timings = {"load_seconds": loaded - started, "tokenize_seconds": tokenized - loaded,
+               "compile_seconds": compile_seconds, "seconds": finished - forward}
+    return vectors, sum(embedder.tokens(ids) for ids in token_ids), timings
+
+
+# --- devices and precision -------------------------------------------------------------------
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -63,10 +196,176 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
+def peak_gpu_memory(device: torch.device) -> int | None:
+    return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+
+
+# --- reading and checking weights ------------------------------------------------------------
+
+
+def read_torch_file(path: Path, allowed: Collection[type] = ()) -> object:
+    """The object in a torch.save file, read by torch's weights-only unpickler (tensors, plain
+    containers and the ``allowed`` classes; nothing else is built and no code runs), tensors
+    memory-mapped where the file's format allows (torch's legacy format is read whole)."""
+    try:
+        with torch.serialization.safe_globals(list(allowed)), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # the error below says it
+            try:
+                return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+            except RuntimeError as error:
+                if "mmap" not in str(error):
+                    raise
+                return torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise
+    except pickle.UnpicklingError as error:
+        refused = _refused_globals(path, error, allowed)
+        if refused:
+            extra = "".join(f", {_global_name(kind)}" for kind in allowed)
+            raise VirNucProError(
+                f"{path}: refused to load: its pickle references {', '.join(refused)}, which a weights file has no "
+                f"reason to hold (allowed: tensors, plain containers{extra}); nothing from it was run"
+            ) from None
+        reason, protocol = _weights_unpickler_reason(error), _pickle_protocol(path)
+        if protocol is not None and protocol > 3:
+            raise VirNucProError(
+                f"{path}: pickle protocol {protocol}, which torch's weights-only loader cannot read ({reason}); "
+                "save the checkpoint with torch.save's default protocol"
+            ) from None
+        raise VirNucProError(f"{path}: not a readable PyTorch checkpoint (malformed pickle: {reason})") from None
+    except Exception as error:  # a malformed file can fail anywhere in torch's reader, with any type
+        raise VirNucProError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: {_first_line(error)})") from None
+
+
+def _global_name(kind: type) -> str:
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _refused_globals(path: Path, error: pickle.UnpicklingError, allowed: Collection[type]) -> list[str]:
+    """The classes and functions the pickle names that torch refuses: from torch's message, or
+    (where torch stopped before reaching one, as on pickle protocol 4 and later) from a scan
+    of the pickle's opcodes that builds nothing."""
+    named = _REFUSED_GLOBAL.search(str(error))
+    if named:
+        return [named[1]]
+    harmless = {_global_name(kind) for kind in allowed} | {"collections.OrderedDict"}
+    return [name for name in dict.fromkeys(pickle_globals(_main_pickle(path))) if name not in harmless and not name.startswith("torch.")]
+
+
+def _main_pickle(path: Path) -> bytes:
+    """The pickle of a torch.save zip archive (``<archive>/data.pkl``); empty if there is none."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [name for name in archive.namelist() if name.endswith("/data.pkl") or name == "data.pkl"]
+            return archive.read(names[0]) if names else b""
+    except zipfile.BadZipFile:
+        return b""
+
+
+def _pickle_protocol(path: Path) -> int | None:
+    for opcode, argument, _ in _opcodes(_main_pickle(path)):
+        return argument if opcode.name == "PROTO" else None
+    return None
+
+
+def _opcodes(data: bytes) -> Iterator[tuple[pickletools.OpcodeInfo, object, int | None]]:
+    """pickletools' opcodes of ``data``, ending quietly where it is malformed."""
+    try:
+        yield from pickletools.genops(data)
+    except (ValueError, EOFError):
+        return
+
+
+_STRING_PUSHES = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"})
+_MEMO_GETS = frozenset({"GET", "BINGET", "LONG_BINGET"})
+_MEMO_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+
+
+def pickle_globals(data: bytes) -> list[str]:
+    """``module.name`` of each global (class or function) a pickle references, read from its
+    opcodes without unpickling. A STACK_GLOBAL takes its two names from the pushes before it,
+    strings or memo entries, as Python's pickler writes them; anything else pushes an unknown."""
+    found: list[str] = []
+    memo: dict[object, str | None] = {}
+    pushed: list[str | None] = []
+    for opcode, argument, _ in _opcodes(data):
+        name = opcode.name
+        if name == "GLOBAL":
+            found.append(str(argument).replace(" ", "."))
+        elif name == "STACK_GLOBAL":
+            found.append(".".join(str(part) for part in pushed[-2:]))
+        if name in _STRING_PUSHES:
+            pushed.append(str(argument))
+        elif name in _MEMO_GETS:
+            pushed.append(memo.get(argument))
+        elif name == "MEMOIZE":
+            memo[len(memo)] = pushed[-1] if pushed else None
+        elif name in _MEMO_PUTS:
+            memo[argument] = pushed[-1] if pushed else None
+        elif name != "FRAME":
+            pushed.append(None)
+    return found
+
+
+def _weights_unpickler_reason(error: pickle.UnpicklingError) -> str:
+    """The reason in torch's message, without its advice to load with weights_only=False."""
+    text = str(error).split("WeightsUnpickler error:")[-1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else "unreadable"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else "no details"
+
+
+def tensor_dict(value: object, path: Path, what: str) -> dict[str, torch.Tensor]:
+    """``value``, checked to be a dict of tensors by name: a file holding anything else there (a
+    nested or self-referencing structure, numbers) is refused here rather than failing later."""
+    if not isinstance(value, dict):
+        raise VirNucProError(f"{path}: {what} is of type {type(value).__name__}, not a dict of tensors")
+    for key, tensor in value.items():
+        if not isinstance(key, str) or not isinstance(tensor, torch.Tensor):
+            raise VirNucProError(f"{path}: {what} holds a value of type {type(tensor).__name__} under {repr(key)[:80]}, not a tensor")
+    return value
+
+
+def layer_count(state: Mapping[str, torch.Tensor], pattern: str) -> int:
+    """How many distinct layers the ``pattern`` (capturing the layer number) finds in the keys:
+    bounded by the file's size, unlike a count a configuration claims."""
+    expression = re.compile(pattern)
+    return len({match[1] for match in map(expression.match, state) if match})
+
+
+def check_sizes(path: Path, source: str, claims: Sequence[tuple[str, int, int | None]]) -> None:
+    """Refuse a configuration whose sizes the weights do not have, before any module is built
+    (a claim of 200,000 layers would otherwise build for minutes). ``claims`` holds (setting,
+    value in ``source``, value the weights imply or None where they do not say)."""
+    problems = [f"{setting} {claimed}, the weights have {found}" for setting, claimed, found in claims if found is not None and claimed != found]
+    if problems:
+        raise VirNucProError(f"{path}: {source} does not match the weights: {source} says {'; '.join(problems)}")
+
+
+@contextlib.contextmanager
+def meta_device() -> Iterator[None]:
+    """Build modules on the meta device with their weights left uninitialised, as transformers'
+    no_init_weights: the checkpoint provides every tensor. Skipping normal_ (the embeddings'
+    initialiser) matters: torch runs it on meta in Python, whose first use imports torch._dynamo,
+    one to three seconds per process."""
+    normal = torch.nn.init.normal_
+    torch.nn.init.normal_ = lambda tensor, *args, **kwargs: tensor
+    try:
+        with torch.device("meta"):
+            yield
+    finally:
+        torch.nn.init.normal_ = normal
+
+
 def state_dict_problems(state: Mapping[str, torch.Tensor], model: torch.nn.Module, shapes_from: str) -> list[str]:
-    """What keeps ``state`` from loading into ``model``: missing and unexpected weights, and every
-    shape that differs from the one ``shapes_from`` (the model's configuration) implies."""
-    expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    """What keeps ``state`` from loading into ``model``: missing and unexpected weights, every
+    shape that differs from the one ``shapes_from`` (the model's configuration) implies, and
+    tensors that are not floating point where the model's are."""
+    expected = model.state_dict()
     problems = []
     missing = [name for name in expected if name not in state]
     unexpected = [name for name in state if name not in expected]
@@ -74,14 +373,29 @@ def state_dict_problems(state: Mapping[str, torch.Tensor], model: torch.nn.Modul
         problems.append(f"missing weights {', '.join(missing)}")
     if unexpected:
         problems.append(f"unexpected weights {', '.join(unexpected)}")
-    for name, shape in expected.items():
-        if name in state and tuple(state[name].shape) != shape:
-            problems.append(f"{name} has shape {tuple(state[name].shape)}, {shapes_from} implies {shape}")
+    for name, tensor in expected.items():
+        if name not in state:
+            continue
+        if tuple(state[name].shape) != tuple(tensor.shape):
+            problems.append(f"{name} has shape {tuple(state[name].shape)}, {shapes_from} implies {tuple(tensor.shape)}")
+        elif tensor.is_floating_point() and not state[name].is_floating_point():
+            problems.append(f"{name} is {state[name].dtype}, not floating point")
     return problems
 
 
-def peak_gpu_memory(device: torch.device) -> int | None:
-    return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+def refuse_non_finite(module: torch.nn.Module, path: Path, dtype: torch.dtype) -> None:
+    """Refuse weights that hold NaN or Inf (as stored, or after the cast to ``dtype``): they
+    would make every embedding NaN. One device synchronisation for all tensors."""
+    named = list(module.state_dict().items())
+    if not named:
+        return
+    finite = torch.stack([torch.isfinite(tensor).all() for _, tensor in named]).cpu()
+    if not finite.all():
+        name = named[int(torch.nonzero(~finite)[0, 0])][0]
+        raise VirNucProError(f"{path}: the weight {name} holds NaN or Inf ({PRECISION_NAMES.get(dtype, dtype)}): not a usable checkpoint")
+
+
+# --- batches ---------------------------------------------------------------------------------
 
 
 def token_budget_batches(token_counts: Sequence[int], budget: int) -> list[list[int]]:
@@ -126,27 +440,30 @@ def padded_batch(
     return tensors
 
 
-def embed_in_batches(
-    batches: list[list[int]],
-    embed_batch: Callable[[list[int]], torch.Tensor],
-    count: int,
-    dim: int,
-    progress: bool,
-    description: str,
-    source: str = "input",
+@torch.inference_mode()
+def embed_token_ids(
+    embedder: Embedder,
+    token_ids: Sequence[np.ndarray],
+    device: torch.device,
+    batch_tokens: int,
+    progress: bool = False,
+    source: str | Path = "input",
+    label: str = "embedding",
 ) -> np.ndarray:
-    """Run ``embed_batch`` over every batch and place its rows at the batch's indices.
+    """The embedding of each tokenized sequence, float32 [N, dim] in input order, computed in
+    length-sorted batches of at most ``batch_tokens`` padded tokens.
 
     On CUDA out-of-memory a batch is split in half and retried; a single sequence that still
     does not fit is a GpuOutOfMemoryError naming ``source`` (the input file).
     """
-    result = np.empty((count, dim), dtype=np.float32)
+    batches = token_budget_batches([embedder.tokens(ids) for ids in token_ids], batch_tokens)
+    result = np.empty((len(token_ids), embedder.dim), dtype=np.float32)
     pending = list(reversed(batches))
-    with tqdm(total=count, desc=description, unit="seq", disable=not progress, file=None, mininterval=2.0) as bar:
+    with tqdm(total=len(token_ids), desc=label, unit="seq", disable=not progress, mininterval=2.0) as bar:
         while pending:
             batch = pending.pop()
             try:
-                rows = embed_batch(batch)
+                rows = embedder._forward([token_ids[i] for i in batch], device)
             except torch.cuda.OutOfMemoryError:
                 torch.cuda.empty_cache()
                 if len(batch) == 1:
@@ -161,40 +478,6 @@ def embed_in_batches(
             result[batch] = rows.float().cpu().numpy()
             bar.update(len(batch))
     return result
-
-
-@dataclass(frozen=True)
-class Embeddings:
-    ids: list[str]
-    vectors: np.ndarray
-    attributes: Mapping[str, object]
-
-
-def write_embeddings(path: str | Path, ids: Sequence[str], vectors: np.ndarray, attributes: Mapping[str, object]) -> None:
-    """Write ``ids`` and float32 ``vectors`` (N x D) to an HDF5 file, atomically and reproducibly."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    if vectors.ndim != 2 or len(ids) != len(vectors):
-        raise ValueError(f"{len(ids)} ids but embeddings of shape {vectors.shape}")
-    with atomic_path(path) as temporary:
-        # track_order and fixed (absent) timestamps keep the bytes identical between runs
-        with h5py.File(temporary, "w", track_order=True) as handle:
-            handle.create_dataset("ids", data=np.array(list(ids), dtype=object), dtype=h5py.string_dtype("utf-8"), track_times=False)
-            handle.create_dataset("embeddings", data=vectors, track_times=False)
-            for key, value in attributes.items():
-                handle.attrs[key] = value
-
-
-def read_embeddings(path: str | Path) -> Embeddings:
-    try:
-        with h5py.File(path, "r") as handle:
-            ids = [value.decode("utf-8") if isinstance(value, bytes) else str(value) for value in handle["ids"][()]]
-            vectors = handle["embeddings"][()].astype(np.float32, copy=False)
-            attributes = dict(handle.attrs)
-    except (OSError, KeyError) as error:
-        raise InputError(path, f"not an embeddings HDF5 file with 'ids' and 'embeddings' ({error})") from None
-    if vectors.ndim != 2 or len(ids) != vectors.shape[0]:
-        raise InputError(path, f"{len(ids)} ids do not match embeddings of shape {vectors.shape}")
-    return Embeddings(ids, vectors, attributes)
 
 
 def iter_chunks(items: Sequence, size: int) -> Iterator[Sequence]:

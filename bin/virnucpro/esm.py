@@ -1,35 +1,35 @@
-"""ESM-2 checkpoints, the protein alphabet, and batched per-protein embeddings.
+"""ESM-2 behind the embedding skeleton: checkpoints, the protein alphabet, and the original's
+pooling (VirNucPro `extract_esm`).
 
 A checkpoint is a fair-esm `.pt` file (a dict with `cfg` and the `model` state dict) or a
 fair-esm model name, found in (or fetched into) fair-esm's torch.hub cache. Checkpoints are
-read with `torch.load(weights_only=True)`, allowing only `argparse.Namespace` (the type of
+read by torch's weights-only unpickler, allowing only `argparse.Namespace` (the type of
 fair-esm's `cfg`) besides tensors and containers: no code from the checkpoint runs.
 
-The embedding is the original's (VirNucPro `extract_esm`): the whole protein goes through the
-model (the original's batch converter does not truncate), and the representation of the chosen
-layer is averaged over residues 1..min(1024, length), BOS and EOS excluded.
+The embedding: the whole protein goes through the model (the original's batch converter does
+not truncate), and the representation of the chosen layer is averaged over residues
+1..min(1024, length), BOS and EOS excluded.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import pickle
 import re
 import time
 import urllib.error
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
 
-from . import embedding
-from .embedding import embed_in_batches, state_dict_problems, token_budget_batches
-from .errors import InputError, VirNucProError
-from .fasta import FastaRecord
+from . import contracts, embedding
+from .embedding import (
+    Checkpoint, Embedder, check_sizes, layer_count, meta_device, read_torch_file, refuse_non_finite, state_dict_problems, tensor_dict,
+)
+from .errors import VirNucProError
 from .modeling_esm2 import ESM2Config, ESM2Model
 
 log = logging.getLogger("virnucpro")
@@ -37,6 +37,10 @@ log = logging.getLogger("virnucpro")
 DEFAULT_MODEL = "esm2_t36_3B_UR50D"
 MODEL_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
 MODEL_NAME = re.compile(r"esm2_t\d+_\w+")
+# 65536 padded tokens: ~390 proteins of 166 aa per batch; with the 3B model in bf16 about
+# 6 GB of weights plus 4-5 GB of activations, which fits a 24 GB GPU
+DEFAULT_BATCH_TOKENS = 65536
+COMPILE_MODES = ("auto", "on", "off")
 
 # fair-esm's "ESM-1b" alphabet, which ESM-2 uses: specials, the 27 sequence letters, a filler, <mask>
 ALPHABET = (
@@ -47,6 +51,11 @@ ALPHABET = (
 )  # fmt: skip
 BOS_ID, PAD_ID, EOS_ID = 0, 1, 2
 RESIDUE_LETTERS = frozenset(token for token in ALPHABET if len(token) == 1)
+_RESIDUE_BYTES = "".join(sorted(RESIDUE_LETTERS)).encode("ascii")
+# A protein of this many residues or more, all of them nucleotide codes and with each base among
+# them, is a nucleotide sequence: a poly-alanine or -glycine frame (GC-rich repeats) is not refused.
+NUCLEOTIDE_LOOKALIKE_LENGTH = 20
+_NUCLEOTIDE_BYTES = b"ACGTUN"
 # The original pools residues 1..min(truncation_seq_length, length) with truncation_seq_length=1024.
 MAX_POOLED_RESIDUES = 1024
 # ids of the residue letters by byte value; every other byte maps to -1
@@ -63,15 +72,19 @@ KEY_PREFIX_PATTERN = re.compile(r"^(encoder\.sentence_encoder\.|encoder\.)")
 REQUIRED_KEYS = ("embed_tokens.weight", "emb_layer_norm_after.weight", "layers.0.self_attn.rot_emb.inv_freq")
 
 
-@dataclass(frozen=True)
-class Checkpoint:
-    """An opened checkpoint: its sizes, the layer to represent, and its memory-mapped tensors."""
-
-    path: Path
-    name: str  # recorded in outputs: the file's stem, so it does not depend on where it was staged
-    config: ESM2Config
-    layer: int
-    state: dict[str, torch.Tensor]
+def sequence_problem(sequence: str) -> str | None:
+    """Why ``sequence`` is not a protein ESM-2 embeds, or None."""
+    if not sequence:
+        return "empty protein sequence"
+    if sequence.encode("utf-8").translate(None, _RESIDUE_BYTES):
+        unexpected = "".join(sorted(set(sequence) - RESIDUE_LETTERS))[:20]
+        return f"letters outside the ESM-2 protein alphabet (upper-case amino-acid codes, X, B, U, Z, O, '.', '-'): {unexpected!r}"
+    if len(sequence) < NUCLEOTIDE_LOOKALIKE_LENGTH or sequence.encode("ascii").translate(None, _NUCLEOTIDE_BYTES):
+        return None
+    letters = set(sequence)
+    if {"A", "C", "G"} <= letters and letters & {"T", "U"}:
+        return f"looks like nucleotides, not protein ({len(sequence)} letters, all {''.join(sorted(letters))}): ESM-2 embeds the protein frames (.faa)"
+    return None
 
 
 # --- checkpoints -----------------------------------------------------------------------------
@@ -103,27 +116,10 @@ def checkpoint_path(model: str) -> Path:
     return path
 
 
-def _safe_load(path: Path, mmap: bool) -> Any:
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        return torch.load(path, map_location="cpu", mmap=mmap, weights_only=True)
-
-
 def read_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint dict, its tensors memory-mapped from the file (nothing is copied yet);
-    a file in torch's legacy (pre-zip) format cannot be memory-mapped and is read whole."""
-    try:
-        try:
-            checkpoint = _safe_load(path, mmap=True)
-        except RuntimeError as error:
-            if "mmap" not in str(error):
-                raise
-            checkpoint = _safe_load(path, mmap=False)
-    except pickle.UnpicklingError as error:
-        reason = str(error).split("WeightsUnpickler error:")[-1].strip().splitlines()[0].split(" was not an allowed")[0]
-        raise VirNucProError(f"{path}: refused to load: it holds objects other than tensors and settings ({reason})") from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as error:
-        raise VirNucProError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: {str(error).splitlines()[0]})") from None
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
+    """The checkpoint dict, its tensors memory-mapped from the file (nothing is copied yet)."""
+    checkpoint = read_torch_file(path, allowed=[argparse.Namespace])
+    if not isinstance(checkpoint, dict) or "model" not in checkpoint:
         raise VirNucProError(f"{path}: not a fair-esm checkpoint (expected a dict with 'cfg' and 'model')")
     return checkpoint
 
@@ -133,7 +129,7 @@ def esm2_config(checkpoint: dict[str, Any], path: Path) -> ESM2Config:
     settings = checkpoint.get("cfg")
     if isinstance(settings, dict):
         settings = settings.get("model")
-    if settings is None:
+    if not isinstance(settings, (argparse.Namespace, dict)):
         raise VirNucProError(f"{path}: has no 'cfg' model settings: not an ESM-2 checkpoint (ESM-1 models are not supported)")
     values = vars(settings) if isinstance(settings, argparse.Namespace) else settings
     try:
@@ -143,53 +139,88 @@ def esm2_config(checkpoint: dict[str, Any], path: Path) -> ESM2Config:
             attention_heads=int(values["encoder_attention_heads"]),
             token_dropout=bool(values.get("token_dropout", True)),
         )
-    except (KeyError, TypeError, ValueError) as error:
-        raise VirNucProError(f"{path}: 'cfg' lacks the ESM-2 model sizes ({error})") from None
+    except KeyError as error:
+        raise VirNucProError(f"{path}: 'cfg' lacks the ESM-2 model size {error}") from None
+    except (TypeError, ValueError) as error:
+        raise VirNucProError(f"{path}: 'cfg' holds unusable ESM-2 model sizes ({error})") from None
 
 
 def esm2_state_dict(checkpoint: dict[str, Any], path: Path) -> dict[str, torch.Tensor]:
-    """fair-esm's parameter names (fairseq prefixes removed), without the unused heads."""
-    state = {KEY_PREFIX_PATTERN.sub("", key): tensor for key, tensor in checkpoint["model"].items()}
+    """fair-esm's parameter names (fairseq prefixes removed), unused heads included."""
+    state = {KEY_PREFIX_PATTERN.sub("", key): tensor for key, tensor in tensor_dict(checkpoint["model"], path, "'model'").items()}
     missing = [key for key in REQUIRED_KEYS if key not in state]
     if missing:
         raise VirNucProError(f"{path}: not an ESM-2 checkpoint (no {', '.join(missing)})")
-    return {key: tensor for key, tensor in state.items() if not IGNORED_KEY_PATTERN.search(key)}
+    return state
 
 
-def open_checkpoint(model: str, layer: int | None) -> Checkpoint:
-    """Locate and open ``model`` and check that it is ESM-2 with a layer ``layer`` (None: the
-    last). Cheap: the tensors are memory-mapped, not read."""
+def check_config(config: ESM2Config, state: dict[str, torch.Tensor], path: Path) -> None:
+    """cfg's sizes against the weights': the layers present, the embedding's width, the head
+    size the rotary frequencies imply and the feed-forward width; and the vocabulary."""
+    embed_tokens = state["embed_tokens.weight"]
+    vocabulary, width = embed_tokens.shape if embed_tokens.ndim == 2 else (None, None)
+    if vocabulary is not None and vocabulary != config.vocab_size:
+        raise VirNucProError(f"{path}: embed_tokens.weight has {vocabulary} rows, but the ESM-2 alphabet has {config.vocab_size} tokens")
+    head_dim = 2 * state["layers.0.self_attn.rot_emb.inv_freq"].numel()
+    fc1 = state.get("layers.0.fc1.weight")
+    check_sizes(path, "cfg", [
+        ("encoder_layers", config.num_layers, layer_count(state, r"layers\.(\d+)\.")),
+        ("encoder_embed_dim", config.embed_dim, width),
+        ("encoder_attention_heads", config.attention_heads, width // head_dim if width and head_dim and width % head_dim == 0 else None),
+        ("a feed-forward width (4 x encoder_embed_dim) of", config.ffn_dim, fc1.shape[0] if fc1 is not None and fc1.ndim == 2 else None),
+    ])
+
+
+@dataclass(frozen=True)
+class ESMCheckpoint(Checkpoint):
+    """An opened checkpoint: its sizes, the layer to represent, its memory-mapped tensors."""
+
+    role: ClassVar[str] = contracts.ESM
+    pooling: ClassVar[str] = "mean over residues 1..min(1024,len), BOS/EOS excluded"
+
+    path: Path
+    name: str  # the file's stem, so it does not depend on where it was staged
+    config: ESM2Config
+    layer: int
+    state: dict[str, torch.Tensor]
+    compile_mode: str  # one of COMPILE_MODES
+
+    @property
+    def dim(self) -> int:
+        return self.config.embed_dim
+
+    def load(self, device: torch.device, dtype: torch.dtype) -> "ESMEmbedder":
+        """ESM-2 up to the checkpoint's layer on ``device``, linear weights in ``dtype``, eval mode.
+
+        The memory-mapped tensors are assigned to a model built on the meta device, so the
+        weights are read from the file once, straight into their final place.
+        """
+        with meta_device():
+            model = ESM2Model(self.config, output_layer=self.layer)
+        expected = model.state_dict()
+        state = {key: tensor for key, tensor in self.state.items() if key in expected or not _beyond_layer(key, self.layer)}
+        problems = state_dict_problems(state, model, "cfg")
+        if problems:
+            raise VirNucProError(f"{self.path}: weights do not match an ESM-2 model of its cfg: {'; '.join(problems[:5])}")
+        model.load_state_dict(state, assign=True)
+        model = model.to(device=device, dtype=torch.float32).cast_linear_weights(dtype).eval().requires_grad_(False)
+        refuse_non_finite(model, self.path, dtype)
+        return ESMEmbedder(model, self.compile_mode)
+
+
+def open_checkpoint(model: str, layer: int | None, compile_mode: str) -> ESMCheckpoint:
+    """Locate and open ``model``, check that it is ESM-2 with a layer ``layer`` (None: the last)
+    and that its cfg matches its weights. Cheap: the tensors are memory-mapped, not read."""
     path = checkpoint_path(model)
     checkpoint = read_checkpoint(path)
+    state = esm2_state_dict(checkpoint, path)
     config = esm2_config(checkpoint, path)
+    check_config(config, state, path)
     layer = config.num_layers if layer is None else layer
     if not 0 <= layer <= config.num_layers:
         raise VirNucProError(f"--layer {layer}: {path.name} has layers 0..{config.num_layers}")
-    return Checkpoint(path, path.stem, config, layer, esm2_state_dict(checkpoint, path))
-
-
-def load_model(checkpoint: Checkpoint, device: torch.device, dtype: torch.dtype) -> ESM2Model:
-    """ESM-2 up to the checkpoint's layer on ``device``, linear weights in ``dtype``, eval mode.
-
-    The memory-mapped tensors are assigned to a model built on the meta device, so the weights
-    are read from the file once, straight into their final place.
-    """
-    with torch.device("meta"):
-        model = ESM2Model(checkpoint.config, output_layer=checkpoint.layer)
-    expected = model.state_dict()
-    state = {
-        key: tensor
-        for key, tensor in checkpoint.state.items()
-        if key in expected or not _beyond_layer(key, checkpoint.layer)
-    }
-    problems = state_dict_problems(state, model, "cfg")
-    if problems:
-        raise VirNucProError(f"{checkpoint.path}: weights do not match an ESM-2 model of its cfg: {'; '.join(problems[:5])}")
-    model.load_state_dict(state, assign=True)
-    model = model.to(device=device, dtype=torch.float32).cast_linear_weights(dtype).eval().requires_grad_(False)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return model
+    used = {key: tensor for key, tensor in state.items() if not IGNORED_KEY_PATTERN.search(key)}
+    return ESMCheckpoint(path, path.stem, config, layer, used, compile_mode)
 
 
 def _beyond_layer(key: str, layer: int) -> bool:
@@ -198,20 +229,16 @@ def _beyond_layer(key: str, layer: int) -> bool:
     return key.startswith("emb_layer_norm_after.") or (match is not None and int(match.group(1)) >= layer)
 
 
-# --- proteins --------------------------------------------------------------------------------
+# --- embedding -------------------------------------------------------------------------------
 
 
-def tokenize_records(records: Sequence[FastaRecord], path: str | Path) -> list[np.ndarray]:
-    """Residue token ids of each protein (no BOS/EOS); InputError names a record whose letters
-    are not in the ESM alphabet (upper-case amino-acid codes, X, B, U, Z, O, '.', '-')."""
+def tokenize(sequences: Sequence[str]) -> list[np.ndarray]:
+    """Residue token ids of each protein (no BOS/EOS), its letters checked by sequence_problem."""
     token_ids = []
-    for record in records:
-        ids = _TOKEN_OF_BYTE[np.frombuffer(record.sequence.encode("utf-8"), dtype=np.uint8)]
-        if not record.sequence:
-            raise InputError(path, "empty protein sequence", record.id)
+    for sequence in sequences:
+        ids = _TOKEN_OF_BYTE[np.frombuffer(sequence.encode("utf-8"), dtype=np.uint8)]
         if (ids < 0).any():
-            unexpected = "".join(sorted(set(record.sequence) - RESIDUE_LETTERS))[:20]
-            raise InputError(path, f"letters outside the ESM-2 protein alphabet: {unexpected!r}", record.id)
+            raise ValueError(f"{sequence[:20]!r}...: letters outside the ESM-2 alphabet")
         token_ids.append(ids.astype(np.int64))
     return token_ids
 
@@ -256,23 +283,31 @@ def compile_layers(model: ESM2Model, device: torch.device) -> float:
     return time.perf_counter() - started
 
 
-@torch.inference_mode()
-def embed_token_ids(
-    model: ESM2Model,
-    token_ids: Sequence[np.ndarray],
-    device: torch.device,
-    batch_tokens: int,
-    progress: bool = False,
-    source: str | Path = "input",
-) -> np.ndarray:
-    """Per-protein embeddings (float32 [N, dim], input order), in length-sorted batches of at
-    most ``batch_tokens`` padded tokens."""
+class ESMEmbedder(Embedder):
+    module: ESM2Model
 
-    def embed_batch(indices: list[int]) -> torch.Tensor:
-        tokens, lengths = padded_batch([token_ids[i] for i in indices], device)
-        has_padding = len({len(token_ids[i]) for i in indices}) > 1
-        hidden = model(tokens, (tokens != PAD_ID) if has_padding else None)
+    def __init__(self, module: ESM2Model, compile_mode: str) -> None:
+        super().__init__(module)
+        self.compile_mode = compile_mode
+
+    @property
+    def dim(self) -> int:
+        return self.module.config.embed_dim
+
+    def preprocess(self, sequences: Sequence[str]) -> list[np.ndarray]:
+        return tokenize(sequences)
+
+    def tokens(self, token_ids: np.ndarray) -> int:
+        return int(contracts.esm_tokens(len(token_ids)))  # BOS and EOS framed around the residues
+
+    def compile(self, device: torch.device) -> float | None:
+        """auto: compiled on CUDA, where it pays; on the CPU only when asked for."""
+        if self.compile_mode == "on" or (self.compile_mode == "auto" and device.type == "cuda"):
+            return compile_layers(self.module, device)
+        return None
+
+    def _forward(self, batch: Sequence[np.ndarray], device: torch.device) -> torch.Tensor:
+        tokens, lengths = padded_batch(batch, device)
+        has_padding = len({len(ids) for ids in batch}) > 1
+        hidden = self.module(tokens, (tokens != PAD_ID) if has_padding else None)
         return mean_over_residues(hidden, lengths)
-
-    batches = token_budget_batches([len(ids) + 2 for ids in token_ids], batch_tokens)
-    return embed_in_batches(batches, embed_batch, len(token_ids), model.config.embed_dim, progress, "ESM-2", str(source))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Iterable, Iterator, NamedTuple, TypeVar
+from typing import Iterable, Iterator, TypeVar
 
 import numpy as np
 
@@ -78,12 +78,6 @@ def _count_in_frames(amino: bytes, letter: str, first: np.ndarray, codon_counts:
     keys = np.flatnonzero((letters == ord(letter)).reshape(rows, 3).T)
     low = first % 3 * rows + first // 3
     return np.searchsorted(keys, low + codon_counts) - np.searchsorted(keys, low)
-
-
-class Frame(NamedTuple):
-    suffix: str  # appended to the sequence ID: "_chunk_{j}{F|R}{1..3}"
-    nucleotide: str
-    protein: str
 
 
 class TranslatedChunks:
@@ -161,82 +155,124 @@ class TranslatedChunks:
             yield texts[reverse][start:end], protein
 
 
-@dataclass(frozen=True)
-class FrameBlock:
-    """The kept frames of consecutive chunks of one sequence (a long sequence comes in several)."""
-
-    chunks: int
-    protein_lengths: np.ndarray  # of the kept frames, in output order
-    frames: list[Frame]  # empty unless strings were asked for
-    last: bool  # the sequence's final block
-
-
 T = TypeVar("T")
 
 
-@dataclass
-class _Piece:
-    tag: object
-    text: str
-    starts: np.ndarray  # chunk bounds within text
-    ends: np.ndarray
-    first_chunk: int  # 1-based number of the piece's first chunk in its sequence
-    last: bool
+def batch_chunk_bounds(lengths: np.ndarray, chunk_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``chunk_bounds`` of many sequences at once: (sequence index, start, end) of every chunk,
+    sequence by sequence, with starts and ends within each sequence."""
+    counts = -(-lengths // chunk_size)
+    repeat = counts * chunk_size - lengths
+    per_chunk = repeat // np.maximum(counts, 1)
+    need = repeat - per_chunk * (counts - 1)
+    owner = np.repeat(np.arange(len(lengths)), counts)
+    index = np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
+    starts = index * (chunk_size - per_chunk[owner]) - np.minimum(index, need[owner])
+    return owner, starts, np.minimum(starts + chunk_size, lengths[owner])
 
 
-def _pieces(tag: T, sequence: str, chunk_size: int, max_bases: int) -> Iterator[_Piece]:
-    """Cut a sequence's chunks into runs spanning about ``max_bases`` at most, to bound memory."""
-    starts, ends = chunk_bounds(len(sequence), chunk_size)
-    if not len(starts):
-        yield _Piece(tag, "", starts, ends, 1, True)
-        return
-    group = max(1, max_bases // chunk_size)
-    for first in range(0, len(starts), group):
-        stop = min(first + group, len(starts))
-        begin, end = int(starts[first]), int(ends[stop - 1])
-        text = sequence[begin:end].upper()
-        yield _Piece(tag, text, starts[first:stop] - begin, ends[first:stop] - begin, first + 1, stop == len(starts))
+class _Batch:
+    """Pieces gathered for one translation: a piece is a whole sequence, or for a long one a run
+    of its chunks (those come with their bounds; whole sequences get theirs in one numpy pass)."""
+
+    def __init__(self) -> None:
+        self.tags: list = []
+        self.texts: list[str] = []
+        self.first_chunks: list[int] = []  # 1-based number of each piece's first chunk
+        self.last: list[bool] = []
+        self.bounds: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # piece -> chunk bounds, for runs
+        self.size = 0
+
+    def add(self, tag: object, text: str, first_chunk: int, last: bool, bounds: tuple[np.ndarray, np.ndarray] | None) -> None:
+        if bounds is not None:
+            self.bounds[len(self.tags)] = bounds
+        self.tags.append(tag)
+        self.texts.append(text)
+        self.first_chunks.append(first_chunk)
+        self.last.append(last)
+        self.size += len(text)
+
+    def chunk_bounds(self, chunk_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(piece index, start, end) of every chunk in piece order, the bounds within the joined texts."""
+        lengths = np.fromiter(map(len, self.texts), dtype=np.int64, count=len(self.texts))
+        whole = lengths.copy()
+        whole[list(self.bounds)] = 0  # runs of long sequences bring their own bounds
+        owner, starts, ends = batch_chunk_bounds(whole, chunk_size)
+        if self.bounds:
+            runs = [(np.full(len(run[0]), piece), *run) for piece, run in self.bounds.items()]
+            owner, starts, ends = (np.concatenate([column, *parts]) for column, *parts in zip((owner, starts, ends), *runs))
+            order = np.argsort(owner, kind="stable")
+            owner, starts, ends = owner[order], starts[order], ends[order]
+        offsets = np.cumsum(lengths) - lengths
+        return owner, starts + offsets[owner], ends + offsets[owner]
 
 
-def _translate_batch(pieces: list[_Piece], with_sequences: bool) -> Iterator[tuple[object, FrameBlock]]:
-    offsets = np.cumsum([0] + [len(piece.text) for piece in pieces])
-    starts = np.concatenate([piece.starts + offset for piece, offset in zip(pieces, offsets)])
-    ends = np.concatenate([piece.ends + offset for piece, offset in zip(pieces, offsets)])
-    translated = TranslatedChunks("".join(piece.text for piece in pieces), starts, ends)
-    chunk_bounds_of_pieces = np.cumsum([0] + [len(piece.starts) for piece in pieces])
-    frame_bounds = np.searchsorted(translated.kept_chunk, chunk_bounds_of_pieces).tolist()
-    frames: list[Frame] = []
-    if with_sequences:
-        numbers_of_chunks = np.concatenate([piece.first_chunk + np.arange(len(piece.starts)) for piece in pieces])
-        chunk_numbers = numbers_of_chunks[translated.kept_chunk]
-        labels = zip(chunk_numbers.tolist(), translated.kept_frame.tolist(), translated.sequences())
-        frames = [
-            Frame(frame_suffix(number, frame), nucleotide, protein)
-            for number, frame, (nucleotide, protein) in labels
-        ]
-    for index, piece in enumerate(pieces):
-        low, high = frame_bounds[index], frame_bounds[index + 1]
-        block = FrameBlock(len(piece.starts), translated.protein_lengths[low:high], frames[low:high], piece.last)
-        yield piece.tag, block
+@dataclass(frozen=True)
+class FrameBatch:
+    """The kept frames of a batch of pieces, in output order (piece by piece, chunk by chunk,
+    F1..F3 then R1..R3). A piece is a whole sequence or, for a long one, a run of its chunks:
+    its pieces come in order, in one batch or more, the final one with ``last`` set."""
+
+    tags: list  # of each piece
+    chunks: np.ndarray  # chunks of each piece
+    last: list[bool]  # whether the piece ends its sequence
+    frame_pieces: np.ndarray  # index into tags of each kept frame
+    chunk_numbers: np.ndarray  # 1-based number of each kept frame's chunk in its sequence
+    frame_labels: np.ndarray  # index into FRAME_LABELS of each kept frame
+    protein_lengths: np.ndarray
+    translated: TranslatedChunks
+
+    def frame_counts(self) -> np.ndarray:
+        """Kept frames of each piece."""
+        return np.bincount(self.frame_pieces, minlength=len(self.tags))
+
+    def suffixes(self) -> list[str]:
+        """What each kept frame adds to its sequence ID: ``_chunk_{j}{F|R}{1..3}``."""
+        return list(map(frame_suffix, self.chunk_numbers.tolist(), self.frame_labels.tolist()))
+
+    def sequences(self) -> Iterator[tuple[str, str]]:
+        """(nucleotide, protein) of each kept frame."""
+        return self.translated.sequences()
 
 
-def translate_sequences(
-    items: Iterable[tuple[T, str]], chunk_size: int, with_sequences: bool, batch_bases: int = 1 << 20
-) -> Iterator[tuple[T, FrameBlock]]:
-    """Chunk and six-frame translate each (tag, sequence), yielding (tag, block) in input order.
+def _translate(batch: _Batch, chunk_size: int) -> FrameBatch:
+    owner, starts, ends = batch.chunk_bounds(chunk_size)
+    translated = TranslatedChunks("".join(batch.texts), starts, ends)
+    chunks = np.bincount(owner, minlength=len(batch.tags))
+    first_chunk_index = np.cumsum(chunks) - chunks  # of each piece, in the batch's chunk order
+    frame_pieces = owner[translated.kept_chunk]
+    first_chunks = np.asarray(batch.first_chunks, dtype=np.int64)
+    chunk_numbers = translated.kept_chunk - first_chunk_index[frame_pieces] + first_chunks[frame_pieces]
+    return FrameBatch(
+        batch.tags, chunks, batch.last, frame_pieces, chunk_numbers, translated.kept_frame, translated.protein_lengths, translated
+    )
 
-    Every sequence yields one or more blocks, the last one with ``last`` set; an empty sequence
-    yields one block of no chunks. Sequences are translated in batches of about ``batch_bases``
-    so that short sequences share the numpy work and long ones do not hold all their frames.
+
+def translate_batches(items: Iterable[tuple[T, str]], chunk_size: int, batch_bases: int = 1 << 20) -> Iterator[FrameBatch]:
+    """Chunk and six-frame translate each (tag, sequence), in batches of about ``batch_bases``.
+
+    Short sequences share the numpy work of a batch; a sequence longer than ``batch_bases`` is
+    cut into runs of chunks of about that size, so that no batch holds all its frames. Every
+    sequence gives at least one piece (an empty one a piece of no chunks). Each piece is
+    upper-cased on its own, as the original upper-cases each chunk.
     """
-    batch: list[_Piece] = []
-    size = 0
+    batch = _Batch()
     for tag, sequence in items:
-        for piece in _pieces(tag, sequence, chunk_size, batch_bases):
-            batch.append(piece)
-            size += len(piece.text)
-            if size >= batch_bases:
-                yield from _translate_batch(batch, with_sequences)
-                batch, size = [], 0
-    if batch:
-        yield from _translate_batch(batch, with_sequences)
+        if len(sequence) <= batch_bases:
+            batch.add(tag, sequence.upper(), 1, True, None)
+        else:
+            starts, ends = chunk_bounds(len(sequence), chunk_size)
+            group = max(1, batch_bases // chunk_size)
+            for first in range(0, len(starts), group):
+                stop = min(first + group, len(starts))
+                begin, end = int(starts[first]), int(ends[stop - 1])
+                bounds = (starts[first:stop] - begin, ends[first:stop] - begin)
+                batch.add(tag, sequence[begin:end].upper(), first + 1, stop == len(starts), bounds)
+                if batch.size >= batch_bases:
+                    yield _translate(batch, chunk_size)
+                    batch = _Batch()
+        if batch.size >= batch_bases:
+            yield _translate(batch, chunk_size)
+            batch = _Batch()
+    if batch.tags:
+        yield _translate(batch, chunk_size)

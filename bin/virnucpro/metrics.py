@@ -1,5 +1,6 @@
-"""Per-task timings and counts (the --metrics JSON of every stage), read by the run report.
-This module imports no torch, so the CPU stages start fast.
+"""Per-task timings and counts (the --metrics JSON of every stage): written by each stage, summed
+per stage into a sample's summary.json and the run report. This module imports no torch, so the
+CPU stages start fast.
 
 They live beside the deterministic outputs, never inside them, so reruns stay byte-identical.
 """
@@ -7,9 +8,16 @@ They live beside the deterministic outputs, never inside them, so reruns stay by
 from __future__ import annotations
 
 import json
+import math
 import os
+from pathlib import Path
+from typing import Iterable, Sequence
 
 from .atomic import write_text
+from .errors import InputError
+
+METRIC_KEYS = ("stage", "name", "items", "tokens", "seconds", "load_seconds", "device", "precision", "peak_gpu_memory_bytes")
+PIPELINE_STAGES = ("prepare_frames", "embed_dnabert", "embed_esm", "classify_frames", "summarize")
 
 
 def write_metrics(
@@ -39,3 +47,72 @@ def write_metrics(
         **extra,
     }
     write_text(path, json.dumps(record, indent=2) + "\n")
+
+
+def load_json(path: str | Path) -> object:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(path, f"not valid JSON ({error})") from None
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return value
+
+
+def read_metrics(paths: Iterable[str | Path]) -> list[dict]:
+    """Stage metrics records with every key present (None where missing), in a stable order."""
+    records = []
+    for path in paths:
+        data = load_json(path)
+        if not isinstance(data, dict):
+            raise InputError(path, "a metrics file must hold a JSON object")
+        record = {key: data.get(key) for key in METRIC_KEYS}
+        record["stage"] = str(record["stage"] or "unknown")
+        for key in ("items", "tokens", "seconds", "load_seconds", "peak_gpu_memory_bytes"):
+            record[key] = _number(record[key])
+        records.append(record)
+    return sorted(records, key=lambda record: json.dumps(record, sort_keys=True))
+
+
+def _stage_order(stage: str) -> tuple[int, str]:
+    return (PIPELINE_STAGES.index(stage) if stage in PIPELINE_STAGES else len(PIPELINE_STAGES), stage)
+
+
+def _total(records: Sequence[dict], key: str) -> float | None:
+    values = [record[key] for record in records if record[key] is not None]
+    return sum(values) if values else None
+
+
+def _rate(amount: float | None, seconds: float | None) -> float | None:
+    return amount / seconds if amount is not None and seconds else None
+
+
+def aggregate_stages(records: Sequence[dict]) -> list[dict]:
+    """Per stage, in pipeline order: task count, summed items/tokens/seconds, throughput, devices."""
+    stages = []
+    for stage in sorted({record["stage"] for record in records}, key=_stage_order):
+        group = [record for record in records if record["stage"] == stage]
+        seconds = _total(group, "seconds")
+        peaks = [record["peak_gpu_memory_bytes"] for record in group if record["peak_gpu_memory_bytes"] is not None]
+        stages.append(
+            {
+                "stage": stage,
+                "tasks": len(group),
+                "items": _total(group, "items"),
+                "tokens": _total(group, "tokens"),
+                "seconds": seconds,
+                "load_seconds": _total(group, "load_seconds"),
+                "items_per_second": _rate(_total(group, "items"), seconds),
+                "tokens_per_second": _rate(_total(group, "tokens"), seconds),
+                "devices": sorted({str(record["device"]) for record in group if record["device"] is not None}),
+                "precisions": sorted({str(record["precision"]) for record in group if record["precision"] is not None}),
+                "peak_gpu_memory_bytes": max(peaks) if peaks else None,
+            }
+        )
+    return stages

@@ -32,6 +32,9 @@ class DNABertConfig:
     type_vocab_size: int = 2
 
     def __post_init__(self) -> None:
+        sizes = [field.name for field in fields(self) if type(field.default) is int and getattr(self, field.name) < 1]
+        if sizes:
+            raise ValueError(f"{', '.join(sizes)} must be at least 1")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads {self.num_attention_heads}")
 
@@ -185,8 +188,3 @@ class DNABertModel(nn.Module):
         bias = attention_bias(self.alibi_slopes, attention_mask, hidden_states.dtype)
         return self.encoder(hidden_states, bias)
 
-
-def mean_pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Mean over the real tokens of each sequence ([CLS] and [SEP] included), in float32: [batch, hidden]."""
-    mask = attention_mask.to(torch.float32)[..., None]
-    return (hidden_states.float() * mask).sum(dim=1) / mask.sum(dim=1)

@@ -17,7 +17,7 @@ embeddings close to fp32 ones: the residual stream is never rounded to bf16 betw
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +39,13 @@ class ESM2Config:
     vocab_size: int = 33
     padding_idx: int = 1
     layer_norm_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        sizes = [field.name for field in fields(self) if type(field.default) is int and getattr(self, field.name) < 1]
+        if sizes:
+            raise ValueError(f"{', '.join(sizes)} must be at least 1")
+        if self.embed_dim % self.attention_heads or self.head_dim % 2:
+            raise ValueError(f"embed_dim {self.embed_dim} is not an even head size times attention_heads {self.attention_heads} (rotary embeddings rotate pairs)")
 
     @property
     def head_dim(self) -> int:

@@ -1,103 +1,40 @@
 """The run report: one self-contained HTML page (inline CSS and hand-drawn SVG, no scripts) and a
-MultiQC custom-content table, both built from the samples' sequence_calls.tsv, models.json and
-the stages' metrics files."""
+MultiQC custom-content table, both built from the samples' sequence_calls.tsv (each sealed by the
+summary.json beside it), models.json and the stages' metrics files.
+
+Each calls file is hashed, then streamed once into counters, fixed-bin histograms and a bounded
+heap of the top sequences, so memory does not grow with the number of sequences.
+"""
 
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import dataclass
+import heapq
+from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from . import __version__
+from .contracts import (
+    CALL_COLUMNS, CALL_STATUSES, CALLS, MODEL_ROLES, SCORED, SEQUENCE_CALLS, SUMMARY_JSON, call_rule, file_sha256, parse_int, read_tsv,
+)  # fmt: skip
 from .errors import InputError, VirNucProError
-from .summary import CALL_COLUMNS, CALLS, STATUSES, call_rule, read_tsv
+from .metrics import load_json
 
-METRIC_KEYS = ("stage", "name", "items", "tokens", "seconds", "load_seconds", "device", "precision", "peak_gpu_memory_bytes")
-PIPELINE_STAGES = ("prepare_frames", "embed_dnabert", "embed_esm", "classify_frames", "summarize")
-MODEL_ROLES = ("dnabert", "esm", "classifier")
 TOP_SEQUENCES = 50
 HISTOGRAM_BINS = 20
 MQC_COLUMNS = ("sequences", "scored", "no_open_frame", "invalid", "virus", "non_virus", "virus_percent")
+COUNT_COLUMNS = ("length", "chunks", "chunks_scored", "frames_scored", "viral_chunks")
+SCORE_COLUMNS = ("viral_chunk_fraction", "max_chunk_score", "mean_chunk_score")
+SUMMED_COLUMNS = ("chunks", "chunks_scored", "frames_scored")
 
 
 # ---------------------------------------------------------------- inputs
 
 
-def _load_json(path: str | Path) -> object:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(path, f"not valid JSON ({error})") from None
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return value
-
-
-def read_metrics(paths: Iterable[str | Path]) -> list[dict]:
-    """Stage metrics records with every key present (None where missing), in a stable order."""
-    records = []
-    for path in paths:
-        data = _load_json(path)
-        if not isinstance(data, dict):
-            raise InputError(path, "a metrics file must hold a JSON object")
-        record = {key: data.get(key) for key in METRIC_KEYS}
-        record["stage"] = str(record["stage"] or "unknown")
-        for key in ("items", "tokens", "seconds", "load_seconds", "peak_gpu_memory_bytes"):
-            record[key] = _number(record[key])
-        records.append(record)
-    return sorted(records, key=lambda record: json.dumps(record, sort_keys=True))
-
-
-def _stage_order(stage: str) -> tuple[int, str]:
-    return (PIPELINE_STAGES.index(stage) if stage in PIPELINE_STAGES else len(PIPELINE_STAGES), stage)
-
-
-def _total(records: Sequence[dict], key: str) -> float | None:
-    values = [record[key] for record in records if record[key] is not None]
-    return sum(values) if values else None
-
-
-def _rate(amount: float | None, seconds: float | None) -> float | None:
-    return amount / seconds if amount is not None and seconds else None
-
-
-def aggregate_stages(records: Sequence[dict]) -> list[dict]:
-    """Per stage, in pipeline order: task count, summed items/tokens/seconds, throughput, devices."""
-    stages = []
-    for stage in sorted({record["stage"] for record in records}, key=_stage_order):
-        group = [record for record in records if record["stage"] == stage]
-        seconds = _total(group, "seconds")
-        peaks = [record["peak_gpu_memory_bytes"] for record in group if record["peak_gpu_memory_bytes"] is not None]
-        stages.append(
-            {
-                "stage": stage,
-                "tasks": len(group),
-                "items": _total(group, "items"),
-                "tokens": _total(group, "tokens"),
-                "seconds": seconds,
-                "load_seconds": _total(group, "load_seconds"),
-                "items_per_second": _rate(_total(group, "items"), seconds),
-                "tokens_per_second": _rate(_total(group, "tokens"), seconds),
-                "devices": sorted({str(record["device"]) for record in group if record["device"] is not None}),
-                "precisions": sorted({str(record["precision"]) for record in group if record["precision"] is not None}),
-                "peak_gpu_memory_bytes": max(peaks) if peaks else None,
-            }
-        )
-    return stages
-
-
 def read_models(path: str | Path) -> list[dict]:
     """(role, name, path, sha256) of each model in models.json, the three pipeline models first."""
-    data = _load_json(path)
+    data = load_json(path)
     if not isinstance(data, dict):
         raise InputError(path, "models.json must hold a JSON object keyed by model role")
     roles = [role for role in MODEL_ROLES if role in data] + sorted(role for role in data if role not in MODEL_ROLES)
@@ -108,80 +45,187 @@ def read_models(path: str | Path) -> list[dict]:
     return models
 
 
+class Histogram:
+    """Counts of values in ``bins`` equal bins over [0, 1]; 1.0 falls in the last bin."""
+
+    def __init__(self, bins: int = HISTOGRAM_BINS) -> None:
+        self.counts = [0] * bins
+
+    def add(self, value: float) -> None:
+        bins = len(self.counts)
+        self.counts[min(bins - 1, max(0, int(value * bins)))] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts)
+
+
 @dataclass(frozen=True)
-class SampleCalls:
+class TopRow:
+    sample: str
+    sequence_id: str
+    length: int
+    chunks_scored: str
+    viral_chunks: str
+    max_chunk_score: str
+    mean_chunk_score: str
+    call: str
+
+
+class TopSequences:
+    """The ``size`` scored sequences of highest mean (then max) chunk score, ties by sample and
+    sequence ID then file order, kept in a list pruned to ``size`` whenever it doubles."""
+
+    def __init__(self, size: int = TOP_SEQUENCES) -> None:
+        self.size = size
+        self._items: list[tuple[tuple, TopRow]] = []
+
+    def add(self, mean: float, maximum: float, index: int, row: TopRow) -> None:
+        # the index makes every key unique, so rows are never compared
+        self._items.append(((-mean, -maximum, row.sample, row.sequence_id, index), row))
+        if len(self._items) >= 2 * self.size:
+            self._items = heapq.nsmallest(self.size, self._items)
+
+    def ranked(self) -> list[TopRow]:
+        return [row for _, row in heapq.nsmallest(self.size, self._items)]
+
+
+@dataclass
+class SampleCounts:
     name: str
-    rows: list[dict[str, str]]
-
-    def count(self, column: str, value: str) -> int:
-        return sum(row[column] == value for row in self.rows)
-
-    def total(self, column: str) -> int:
-        return sum(int(row[column] or 0) for row in self.rows)
-
-    def scores(self, column: str) -> list[float]:
-        return [float(row[column]) for row in self.rows if row[column]]
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("sequences", *CALL_STATUSES, *CALLS, *SUMMED_COLUMNS), 0))
 
 
-def read_sample_calls(paths: Sequence[str | Path], threshold: float) -> list[SampleCalls]:
-    """Each sample's sequence_calls.tsv, sorted by sample name.
+@dataclass
+class RunCalls:
+    """What the report shows of all samples' calls."""
 
-    A summary.json beside a calls file (written with it by summarize.py) names the sample when
-    the table has no rows, and records the threshold the calls were made with: that must be the
-    threshold the report states.
-    """
-    samples: dict[str, SampleCalls] = {}
-    for path in paths:
-        rows = list(read_tsv(path, CALL_COLUMNS))
-        summary = _read_summary(Path(path).parent / "summary.json")
-        names = sorted({row["sample"] for row in rows}) or [str(summary.get("sample") or Path(path).parent.name)]
-        if len(names) > 1:
-            raise InputError(path, f"holds several samples ({', '.join(names)}); expected one sample per file")
-        name = names[0]
-        if name in samples:
-            raise InputError(path, f"sample '{name}' is given twice")
-        for row in rows:
-            for column in ("mean_chunk_score", "max_chunk_score", "viral_chunk_fraction"):
-                try:
-                    float(row[column] or 0)
-                except ValueError:
-                    raise InputError(path, f"{column} {row[column]!r} is not a number", row["sequence_id"]) from None
-        used = summary.get("threshold")
-        if used is not None and used != threshold:
-            raise VirNucProError(
-                f"sample '{name}' was called with threshold {used} ({Path(path).parent / 'summary.json'}) "
-                f"but the report was asked to state {threshold}"
-            )
-        samples[name] = SampleCalls(name, rows)
-    return [samples[name] for name in sorted(samples)]
+    threshold: float
+    samples: list[SampleCounts]  # by name
+    means: Histogram
+    maxima: Histogram
+    top: list[TopRow]
 
 
-def _read_summary(path: Path) -> dict:
+@dataclass
+class _Tally:
+    means: Histogram = field(default_factory=Histogram)
+    maxima: Histogram = field(default_factory=Histogram)
+    top: TopSequences = field(default_factory=TopSequences)
+
+
+def read_summary(path: Path) -> dict:
     if not path.is_file():
-        return {}
-    summary = _load_json(path)
+        raise InputError(path, "not found: every sequence_calls.tsv needs the summary.json that summarize.py wrote beside it")
+    summary = load_json(path)
     if not isinstance(summary, dict):
         raise InputError(path, "a summary.json must hold a JSON object")
     return summary
 
 
-# ---------------------------------------------------------------- numbers and counts
+def summary_threshold(path: Path, summary: dict) -> float:
+    value = summary.get("threshold")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise InputError(path, f"threshold {value!r} is not a probability")
+    return value
 
 
-def sample_counts(sample: SampleCalls) -> dict[str, int]:
-    counts = {"sequences": len(sample.rows)}
-    counts.update({status: sample.count("status", status) for status in STATUSES})
-    counts.update({call: sample.count("call", call) for call in CALLS})
-    counts.update({column: sample.total(column) for column in ("chunks", "chunks_scored", "frames_scored")})
-    return counts
+def recorded_sha256(path: Path, summary: dict) -> str:
+    files = summary.get("files")
+    digest = files.get(SEQUENCE_CALLS) if isinstance(files, dict) else None
+    if not isinstance(digest, str):
+        raise InputError(path, f"records no SHA-256 of {SEQUENCE_CALLS} under 'files': not written by this summarize.py")
+    return digest
 
 
-def histogram(values: Sequence[float], bins: int = HISTOGRAM_BINS) -> list[int]:
-    """Counts of values in ``bins`` equal bins over [0, 1]; 1.0 falls in the last bin."""
-    counts = [0] * bins
-    for value in values:
-        counts[min(bins - 1, max(0, int(value * bins)))] += 1
-    return counts
+def _score(path: str | Path, line: int, column: str, value: str) -> float:
+    try:
+        score = float(value)
+    except ValueError:
+        raise InputError(path, f"line {line}: {column} {value!r} is not a number") from None
+    if not 0.0 <= score <= 1.0:  # also false for NaN
+        raise InputError(path, f"line {line}: {column} {value!r} is not a score between 0 and 1")
+    return score
+
+
+def checked_row(path: str | Path, line: int, row: dict[str, str]) -> tuple[dict[str, int], dict[str, float]]:
+    """The counts and scores of a row of sequence_calls.tsv, each value checked."""
+    counts = {column: parse_int(path, row[column], column, line) for column in COUNT_COLUMNS}
+    status, call = row["status"], row["call"]
+    if status not in CALL_STATUSES:
+        raise InputError(path, f"line {line}: status {status!r} is not one of {', '.join(CALL_STATUSES)}")
+    scored = status == SCORED
+    if call not in (CALLS if scored else ("",)):
+        expected = f"one of {', '.join(CALLS)}" if scored else "none"
+        raise InputError(path, f"line {line}: call {call!r} where status {status} needs {expected}")
+    for column in SCORE_COLUMNS:
+        if bool(row[column]) != scored:
+            raise InputError(path, f"line {line}: {column} {row[column]!r} where status {status} needs {'a score' if scored else 'none'}")
+    scores = {column: _score(path, line, column, row[column]) for column in SCORE_COLUMNS if row[column]}
+    return counts, scores
+
+
+def read_sample(path: str | Path, summary_path: Path, summary: dict, tally: _Tally) -> SampleCounts:
+    """Stream one sample's sequence_calls.tsv into ``tally`` and its counts, once its bytes are
+    proven to be those its summary.json was written with (hashed first, so that a mixed or
+    incomplete result folder is reported as such rather than as the bad value it may hold)."""
+    if file_sha256(path) != recorded_sha256(summary_path, summary):
+        raise InputError(
+            path, f"is not the {SEQUENCE_CALLS} that {summary_path} was written with (SHA-256 differs): a mixed or incomplete result folder"
+        )
+    sample: SampleCounts | None = None
+    for index, (line, row) in enumerate(read_tsv(path, CALL_COLUMNS)):
+        if sample is None:
+            sample = SampleCounts(row["sample"])
+        elif row["sample"] != sample.name:
+            raise InputError(path, f"holds several samples ({sample.name}, {row['sample']}); expected one sample per file")
+        _count_row(path, line, row, index, sample, tally)
+    return sample or SampleCounts(str(summary.get("sample") or Path(path).parent.name))
+
+
+def _count_row(path: str | Path, line: int, row: dict[str, str], index: int, sample: SampleCounts, tally: _Tally) -> None:
+    counts, scores = checked_row(path, line, row)
+    sample.counts["sequences"] += 1
+    sample.counts[row["status"]] += 1
+    if row["call"]:
+        sample.counts[row["call"]] += 1
+    for column in SUMMED_COLUMNS:
+        sample.counts[column] += counts[column]
+    if row["status"] == SCORED:
+        mean, maximum = scores["mean_chunk_score"], scores["max_chunk_score"]
+        tally.means.add(mean)
+        tally.maxima.add(maximum)
+        tally.top.add(mean, maximum, index, TopRow(
+            sample.name, row["sequence_id"], counts["length"], row["chunks_scored"], row["viral_chunks"],
+            row["max_chunk_score"], row["mean_chunk_score"], row["call"],
+        ))  # fmt: skip
+
+
+def read_run_calls(paths: Sequence[str | Path]) -> RunCalls:
+    """Every sample's sequence_calls.tsv, each with the summary.json beside it: all samples must
+    have been called with one threshold, which the report states."""
+    samples: dict[str, SampleCounts] = {}
+    tally = _Tally()
+    first: tuple[Path, float] | None = None
+    for path in paths:
+        summary_path = Path(path).parent / SUMMARY_JSON
+        summary = read_summary(summary_path)
+        threshold = summary_threshold(summary_path, summary)
+        if first is None:
+            first = (summary_path, threshold)
+        elif threshold != first[1]:
+            raise VirNucProError(
+                f"{first[0]} has threshold {first[1]:g} but {summary_path} has {threshold:g}: "
+                "the samples of one report must be called with one threshold"
+            )
+        sample = read_sample(path, summary_path, summary, tally)
+        if sample.name in samples:
+            raise InputError(path, f"sample '{sample.name}' is given twice")
+        samples[sample.name] = sample
+    return RunCalls(first[1], [samples[name] for name in sorted(samples)], tally.means, tally.maxima, tally.top.ranked())
+
+
+# ---------------------------------------------------------------- numbers
 
 
 def _fmt_int(value: float | None) -> str:
@@ -201,8 +245,9 @@ def _fmt_bytes(value: float | None) -> str:
 # ---------------------------------------------------------------- MultiQC
 
 
-def format_mqc(samples: Sequence[SampleCalls], threshold: float) -> str:
+def format_mqc(run: RunCalls) -> str:
     """MultiQC custom content: a commented YAML header, then one row of counts per sample."""
+    threshold = run.threshold
     header = [
         "# id: 'virnucpro'",
         "# section_name: 'VirNucPro'",
@@ -215,8 +260,8 @@ def format_mqc(samples: Sequence[SampleCalls], threshold: float) -> str:
         "Sample\t" + "\t".join(MQC_COLUMNS),
     ]
     rows = []
-    for sample in samples:
-        counts = sample_counts(sample)
+    for sample in run.samples:
+        counts = sample.counts
         scored = counts["scored"]
         percent = f"{100 * counts['virus'] / scored:.2f}" if scored else ""
         values = [counts["sequences"], counts["scored"], counts["no_open_frame"], counts["invalid"], counts["virus"], counts["non-virus"]]
@@ -286,7 +331,7 @@ def _ticks(y_max: int) -> list[int]:
     return list(range(0, y_max + 1, step))
 
 
-def svg_sample_bars(samples: Sequence[SampleCalls]) -> str:
+def svg_sample_bars(samples: Sequence[SampleCounts]) -> str:
     """One horizontal stacked bar per sample: virus, non-virus, no open frame, invalid."""
     label_w, bar_w, row_h, top = 170, 560, 26, 34
     height = top + row_h * len(samples) + 12
@@ -296,7 +341,7 @@ def svg_sample_bars(samples: Sequence[SampleCalls]) -> str:
         parts.append(f'<rect x="{x}" y="8" width="12" height="12" fill="{COLOURS[key]}"/><text x="{x + 16}" y="18" class="legend">{text}</text>')
         x += 22 + 8 * len(text)
     for row, sample in enumerate(samples):
-        counts = sample_counts(sample)
+        counts = sample.counts
         y = top + row * row_h
         name = sample.name if len(sample.name) <= 24 else sample.name[:23] + "…"
         parts.append(f'<text x="{label_w - 8}" y="{y + 15}" class="ytick">{escape(name)}<title>{escape(sample.name)}</title></text>')
@@ -348,12 +393,12 @@ def _table(headers: Sequence[tuple[str, str]], rows: Sequence[Sequence[tuple[str
     return f"<table><colgroup>{colgroup}</colgroup><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _samples_section(samples: Sequence[SampleCalls]) -> str:
+def _samples_section(samples: Sequence[SampleCounts]) -> str:
     headers = [("", "sample"), ("num", "input"), ("num", "scored"), ("num", "no open frame"), ("num", "invalid"),
                ("num", "virus"), ("num", "non-virus"), ("num", "chunks"), ("num", "chunks scored"), ("num", "frames scored")]
     rows = []
     for sample in samples:
-        counts = sample_counts(sample)
+        counts = sample.counts
         keys = ("sequences", "scored", "no_open_frame", "invalid", "virus", "non-virus", "chunks", "chunks_scored", "frames_scored")
         rows.append([("", escape(sample.name))] + [("num", f"{counts[key]:,}") for key in keys])
     chart = f"<figure>{svg_sample_bars(samples)}<figcaption>Input sequences per sample by outcome.</figcaption></figure>" if samples else ""
@@ -361,29 +406,25 @@ def _samples_section(samples: Sequence[SampleCalls]) -> str:
     return "<h2>Samples</h2>" + intro + _table(headers, rows, ["16%"] + ["9.33%"] * 9) + chart
 
 
-def _histograms_section(samples: Sequence[SampleCalls], threshold: float) -> str:
-    means = [score for sample in samples for score in sample.scores("mean_chunk_score")]
-    maxima = [score for sample in samples for score in sample.scores("max_chunk_score")]
+def _histograms_section(run: RunCalls) -> str:
     return (
         "<h2>Score distributions</h2><div class=\"charts\">"
-        f"<figure>{svg_histogram(histogram(means), 'Mean chunk virus score per sequence', 'mean chunk virus score', threshold)}"
-        f"<figcaption>{len(means):,} scored sequences, all samples; the call uses this score.</figcaption></figure>"
-        f"<figure>{svg_histogram(histogram(maxima), 'Highest chunk virus score per sequence', 'max chunk virus score')}"
-        f"<figcaption>{len(maxima):,} scored sequences, all samples.</figcaption></figure></div>"
+        f"<figure>{svg_histogram(run.means.counts, 'Mean chunk virus score per sequence', 'mean chunk virus score', run.threshold)}"
+        f"<figcaption>{run.means.total:,} scored sequences, all samples; the call uses this score.</figcaption></figure>"
+        f"<figure>{svg_histogram(run.maxima.counts, 'Highest chunk virus score per sequence', 'max chunk virus score')}"
+        f"<figcaption>{run.maxima.total:,} scored sequences, all samples.</figcaption></figure></div>"
     )
 
 
-def _top_section(samples: Sequence[SampleCalls]) -> str:
-    scored = [(sample.name, row) for sample in samples for row in sample.rows if row["mean_chunk_score"]]
-    scored.sort(key=lambda item: (-float(item[1]["mean_chunk_score"]), -float(item[1]["max_chunk_score"]), item[0], item[1]["sequence_id"]))
+def _top_section(top: Sequence[TopRow]) -> str:
     headers = [("num", "#"), ("", "sample"), ("", "sequence"), ("num", "length"), ("num", "chunks scored"),
                ("num", "viral chunks"), ("num", "max score"), ("num", "mean score"), ("", "call")]
     rows = []
-    for rank, (name, row) in enumerate(scored[:TOP_SEQUENCES], start=1):
+    for rank, row in enumerate(top, start=1):
         rows.append([
-            ("num", str(rank)), ("", escape(name)), ("mono", escape(row["sequence_id"])), ("num", f"{int(row['length']):,}"),
-            ("num", row["chunks_scored"]), ("num", row["viral_chunks"]), ("num", row["max_chunk_score"]),
-            ("num", row["mean_chunk_score"]), (escape(row["call"]), escape(row["call"])),
+            ("num", str(rank)), ("", escape(row.sample)), ("mono", escape(row.sequence_id)), ("num", f"{row.length:,}"),
+            ("num", row.chunks_scored), ("num", row.viral_chunks), ("num", row.max_chunk_score),
+            ("num", row.mean_chunk_score), (escape(row.call), escape(row.call)),
         ])
     return (
         f"<h2>Top {TOP_SEQUENCES} sequences by mean chunk virus score</h2>"
@@ -414,20 +455,19 @@ def _stages_section(stages: Sequence[dict]) -> str:
     return "<h2>Runtime per stage</h2>" + _table(headers, rows, ["14%", "6%", "9%", "10%", "9%", "7%", "9%", "9%", "9%", "8%", "10%"]) + note
 
 
-def render_html(samples: Sequence[SampleCalls], models: Sequence[dict], stages: Sequence[dict], threshold: float) -> str:
-    totals = [sample_counts(sample) for sample in samples]
-    sequences = sum(counts["sequences"] for counts in totals)
-    virus = sum(counts["virus"] for counts in totals)
+def render_html(run: RunCalls, models: Sequence[dict], stages: Sequence[dict]) -> str:
+    sequences = sum(sample.counts["sequences"] for sample in run.samples)
+    virus = sum(sample.counts["virus"] for sample in run.samples)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>VirNucPro report</title><style>{CSS}</style></head><body><main>"
         "<h1>VirNucPro report</h1>"
-        f'<p class="meta">virnucpro {escape(__version__)} · {len(samples)} sample(s) · {sequences:,} input sequences · {virus:,} called virus</p>'
-        f'<div class="rule"><strong>Call rule.</strong> {escape(call_rule(threshold))}</div>'
-        + _samples_section(samples)
-        + _histograms_section(samples, threshold)
-        + _top_section(samples)
+        f'<p class="meta">virnucpro {escape(__version__)} · {len(run.samples)} sample(s) · {sequences:,} input sequences · {virus:,} called virus</p>'
+        f'<div class="rule"><strong>Call rule.</strong> {escape(call_rule(run.threshold))}</div>'
+        + _samples_section(run.samples)
+        + _histograms_section(run)
+        + _top_section(run.top)
         + _models_section(models)
         + _stages_section(stages)
         + "</main></body></html>\n"

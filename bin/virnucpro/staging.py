@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-from . import dnabert, tiny_models
+from . import contracts, tiny_models
 from .atomic import atomic_open, atomic_path
 from .errors import InputError, VirNucProError
 
@@ -36,10 +36,7 @@ CHUNK_SIZES = (300, 500)
 DEFAULT_DNABERT = "zhihan1996/DNABERT-S"
 DEFAULT_ESM = "esm2_t36_3B_UR50D"
 ESM_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
-ESM_REGRESSION_URL = "https://dl.fbaipublicfiles.com/fair-esm/regression/{name}-contact-regression.pt"
-MANIFEST = "checksums.sha256"
-MODELS_JSON = "models.json"
-VERSIONS_FILE = "versions.txt"
+ESM_REGRESSION_URL = "https://dl.fbaipublicfiles.com/fair-esm/regression/{name}" + contracts.ESM_REGRESSION_SUFFIX
 TINY_SEEDS = {"dnabert": 11, "esm": 12, "classifier": 13}
 
 
@@ -77,10 +74,10 @@ def git_blob_id(path: Path) -> str:
 
 
 def dnabert_weight_file(directory: Path) -> Path:
-    for name in dnabert.WEIGHT_FILES:  # the file the embedder will read
+    for name in contracts.DNABERT_WEIGHT_FILES:  # the file the embedder will read
         if (directory / name).is_file():
             return directory / name
-    raise InputError(directory, f"a DNABERT-S directory needs one of {', '.join(dnabert.WEIGHT_FILES)}")
+    raise InputError(directory, f"a DNABERT-S directory needs one of {', '.join(contracts.DNABERT_WEIGHT_FILES)}")
 
 
 def model_sha256(path: Path) -> str:
@@ -113,7 +110,7 @@ def obtain(outdir: Path, relative: str, produce: Callable[[Path], None]) -> Path
     target = outdir / relative
     if not target.exists():
         produce(target)
-    manifest_path = outdir / MANIFEST
+    manifest_path = outdir / contracts.MODEL_MANIFEST
     manifest = read_manifest(manifest_path)
     for file in files_under(target):
         name = file.relative_to(outdir).as_posix()
@@ -144,7 +141,7 @@ def download_snapshot(repo_id: str, target: Path) -> None:
     log.info("downloading %s from the Hugging Face hub", repo_id)
     with atomic_path(target) as temporary:
         try:
-            snapshot_download(repo_id=repo_id, local_dir=temporary, allow_patterns=dnabert.HUB_FILES)  # the files the embedder reads, no code
+            snapshot_download(repo_id=repo_id, local_dir=temporary, allow_patterns=list(contracts.DNABERT_HUB_FILES))  # the files the embedder reads, no code
         except Exception as error:  # the hub client raises many error types (HTTP, offline, missing repo)
             raise VirNucProError(f"cannot download {repo_id} from the Hugging Face hub ({error}); on a machine without internet access, stage the models where there is (see --model_cache)") from None
         shutil.rmtree(temporary / ".cache", ignore_errors=True)
@@ -173,8 +170,8 @@ def fetched_entry(name: str, outdir: Path, path: Path) -> ModelEntry:
 def stage_dnabert(spec: str, outdir: Path) -> ModelEntry:
     path = local_path(spec)
     if path is not None:
-        if not (path / "config.json").is_file():
-            raise InputError(path, "not a DNABERT-S model directory (no config.json)")
+        if not (path / contracts.DNABERT_CONFIG_FILE).is_file():
+            raise InputError(path, f"not a DNABERT-S model directory (no {contracts.DNABERT_CONFIG_FILE})")
         return local_entry(path.name, path)
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", spec):
         raise InputError(spec, "neither a DNABERT-S directory nor a Hugging Face model ID (owner/name)")
@@ -191,7 +188,7 @@ def stage_esm(spec: str, outdir: Path) -> ModelEntry:
     if not re.fullmatch(r"esm2_t\d+_\w+", spec):
         raise InputError(spec, "neither a .pt file nor a fair-esm ESM-2 model name such as esm2_t36_3B_UR50D")
     target = obtain(outdir, f"esm/{spec}.pt", lambda t: download(ESM_URL.format(name=spec), t))
-    obtain(outdir, f"esm/{spec}-contact-regression.pt", lambda t: download(ESM_REGRESSION_URL.format(name=spec), t))
+    obtain(outdir, f"esm/{spec}{contracts.ESM_REGRESSION_SUFFIX}", lambda t: download(ESM_REGRESSION_URL.format(name=spec), t))
     return fetched_entry(spec, outdir, target)
 
 
@@ -255,7 +252,7 @@ def stage_models(outdir: Path, chunk_size: int, dnabert: str, esm: str, classifi
 
 
 def write_models_json(outdir: Path, entries: dict[str, ModelEntry]) -> Path:
-    path = outdir / MODELS_JSON
+    path = outdir / contracts.MODELS_JSON
     with atomic_open(path) as handle:
         json.dump({kind: asdict(entry) for kind, entry in entries.items()}, handle, indent=2)
         handle.write("\n")

@@ -1,169 +1,66 @@
-"""Per-sample results: gathers the shards' predictions, checks that every frame was scored once,
-and calls each input sequence from its chunks' scores.
+"""Per-sample results: one streaming pass over P.sequences.tsv, the shards' predictions and the
+input FASTA, proving each is what PREPARE wrote or read, and calling every input sequence from
+its chunks' scores.
 
-The predictions are streamed, never held: memory grows with the number of chunks and sequences,
-not frames, and prediction_results.txt is copied from the shard files line by line.
+PREPARE wrote each sequence's frames contiguously, chunk by chunk, in the order of
+P.sequences.tsv and of the FASTA, so the three are read side by side and a sequence is called as
+soon as its frames are in: memory does not grow with the sample. prediction_results_highestscore.csv
+is sorted by chunk ID, so its rows go through an external merge sort. The result files are written
+into a hidden sibling of the output folder that then takes the folder's place, so that the folder
+holds one run's complete set or nothing, never a mix.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import heapq
 import json
 import logging
 import math
+import os
+import tempfile
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Mapping, Sequence
 
-import numpy as np
-
-from .atomic import atomic_open
+from .contracts import (
+    CALL_COLUMNS, CALL_STATUSES, CALLS, DEFAULT_THRESHOLD, HIGHEST_SCORES, NON_VIRUS, PENDING, PREDICTION_HEADER,
+    PREDICTION_RESULTS, SAMPLE_RESULT_FILES, SCORED, SEQUENCE_CALLS, SUMMARY_JSON, VIRAL_SEQUENCES, VIRUS, FrameIdDigest,
+    Prediction, SequenceEntry, Shard, call_rule, chunk_of, file_sha256, parse_frame_id, parse_prediction, prediction_lines,
+    read_predictions, read_sequences, read_shards, record_digest, tsv_line,
+)  # fmt: skip
+from .atomic import atomic_folder
 from .errors import InputError, VirNucProError
-from .fasta import open_text, read_fasta
+from .fasta import FastaRecord, read_fasta
 
 log = logging.getLogger("virnucpro")
 
-# The per-frame predictions file, as the original's prediction_results.txt (written by classifier.py)
-PREDICTION_HEADER = "Sequence_ID\tPrediction\tscore1\tscore2\n"
-LABELS = ("others", "virus")  # class index -> label
-DEFAULT_THRESHOLD = 0.5
 FASTA_LINE_WIDTH = 60
-SHARD_COLUMNS = ("shard", "frames", "tokens", "first_id", "last_id")
-SEQUENCE_COLUMNS = ("record", "sequence_id", "input_id", "length", "chunks", "frames", "status", "reason")
-CALL_COLUMNS = (
-    "sample", "sequence_id", "input_id", "length", "chunks", "chunks_scored", "frames_scored", "viral_chunks",
-    "viral_chunk_fraction", "max_chunk_score", "mean_chunk_score", "call", "status", "reason",
-)
-STATUSES = ("scored", "no_open_frame", "invalid")
-CALLS = ("virus", "non-virus")
+SORT_RUN_CHUNKS = 200_000  # chunk verdicts sorted in memory before they go to a run file
+SORT_FAN_IN = 64  # run files merged into one when this many exist, to bound open files
+OUTPUT_BUFFER = 1 << 20
 
 
-def call_rule(threshold: float) -> str:
-    """The call rule in words, for summary.json and the report."""
-    return (
-        "A chunk's virus score is the highest virus probability (score2) among its open reading frames; "
-        "a chunk is viral when that score is at least its highest non-virus probability (score1), the "
-        f"original VirNucPro rule. A sequence is called virus when the mean virus score of its scored "
-        f"chunks is at least {threshold:g}, otherwise non-virus; sequences without any scored frame get no call."
-    )
+def check_threshold(threshold: float) -> None:
+    if not 0.0 <= threshold <= 1.0:
+        raise VirNucProError(f"--threshold {threshold}: must be a probability between 0 and 1")
 
 
-# ---------------------------------------------------------------- reading
+def check_sample_name(sample: str) -> None:
+    if not sample or any(character in sample for character in "\t\r\n"):
+        raise VirNucProError(f"--sample {sample!r}: must be non-empty without tabs or line breaks")
 
 
-def read_tsv(path: str | Path, columns: Sequence[str]) -> Iterator[dict[str, str]]:
-    """Rows of a tab-separated file with a header line that names at least ``columns``."""
-    with open_text(path) as handle:
-        first = handle.readline()
-        if not first:
-            raise InputError(path, "empty file: expected a header line")
-        header = first.rstrip("\r\n").split("\t")
-        missing = [column for column in columns if column not in header]
-        if missing:
-            raise InputError(path, f"header lacks column(s) {', '.join(missing)}")
-        for number, line in enumerate(handle, start=2):
-            line = line.rstrip("\r\n")
-            if not line:
-                continue
-            values = line.split("\t")
-            if len(values) != len(header):
-                raise InputError(path, f"line {number} has {len(values)} fields, the header {len(header)}")
-            yield dict(zip(header, values))
-
-
-def parse_int(path: str | Path, value: str, what: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise InputError(path, f"{what} {value!r} is not an integer") from None
-
-
-@dataclass(frozen=True)
-class Shard:
-    name: str
-    frames: int
-    first_id: str
-    last_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class SequenceEntry:
-    record: int
-    sequence_id: str
-    input_id: str
-    length: int
-    chunks: int
-    frames: int
-    status: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Prediction:
-    frame_id: str
-    others: float  # the float32 value of score1 (compares as float32 does)
-    virus: float
-
-
-def read_shards(path: str | Path) -> list[Shard]:
-    shards = []
-    for row in read_tsv(path, SHARD_COLUMNS):
-        frames = parse_int(path, row["frames"], f"shard {row['shard']} frame count")
-        shards.append(Shard(row["shard"], frames, row["first_id"], row["last_id"]))
-    return shards
-
-
-def read_sequences(path: str | Path) -> list[SequenceEntry]:
-    entries = []
-    for row in read_tsv(path, SEQUENCE_COLUMNS):
-        if row["status"] not in ("pending", "no_open_frame", "invalid"):
-            raise InputError(path, f"unknown status {row['status']!r}", row["sequence_id"])
-        entries.append(
-            SequenceEntry(
-                record=parse_int(path, row["record"], "record"),
-                sequence_id=row["sequence_id"],
-                input_id=row["input_id"],
-                length=parse_int(path, row["length"], "length"),
-                chunks=parse_int(path, row["chunks"], "chunk count"),
-                frames=parse_int(path, row["frames"], "frame count"),
-                status=row["status"],
-                reason=row["reason"],
-            )
-        )
-    return entries
-
-
-def prediction_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """(line number, line without its end) of each row of a predictions file, the header checked."""
-    with open_text(path) as handle:
-        if handle.readline().rstrip("\r\n") != PREDICTION_HEADER.rstrip("\n"):
-            raise InputError(path, "not a predictions file: the header must be " + PREDICTION_HEADER.rstrip("\n").replace("\t", " "))
-        for number, line in enumerate(handle, start=2):
-            line = line.rstrip("\r\n")
-            if line:
-                yield number, line
-
-
-def read_predictions(path: str | Path) -> Iterator[Prediction]:
-    for number, line in prediction_lines(path):
-        fields = line.split("\t")
-        if len(fields) != 4 or fields[1] not in LABELS:
-            raise InputError(path, f"line {number} is not 'Sequence_ID, Prediction, score1, score2'")
-        try:
-            others, virus = float(np.float32(fields[2])), float(np.float32(fields[3]))
-        except ValueError:
-            raise InputError(path, f"line {number} has a score that is not a number", fields[0]) from None
-        yield Prediction(fields[0], others, virus)
-
-
-# ---------------------------------------------------------------- checking
+# ---------------------------------------------------------------- the shards' predictions
 
 
 def files_by_shard(shards: Sequence[Shard], prediction_paths: Sequence[str], shards_path: str | Path) -> list[tuple[str, Shard]]:
     """Match each predictions file to its shard by first frame ID; (file, shard) in shard order.
 
-    Every shard needs exactly one file; ``shard_predictions`` checks that it holds exactly its frames.
+    Every shard needs exactly one file; ShardStream checks that it holds exactly its frames.
     """
     shard_by_first = {shard.first_id: shard for shard in shards}
     matched: dict[str, str] = {}
@@ -183,109 +80,202 @@ def files_by_shard(shards: Sequence[Shard], prediction_paths: Sequence[str], sha
     return [(matched[shard.name], shard) for shard in shards]
 
 
-def shard_predictions(files: Sequence[tuple[str, Shard]]) -> Iterator[tuple[str, Prediction]]:
-    """(file, prediction) of every file in order, checking that each holds exactly its shard's frames."""
-    for path, shard in files:
-        count, last = 0, ""
-        for prediction in read_predictions(path):
-            count, last = count + 1, prediction.frame_id
-            yield path, prediction
-        if count != shard.frames or last != shard.last_id:
+class ShardStream:
+    """The predictions of every shard in shard order, each line copied to ``copy`` as read.
+
+    At the end of each file its frame count and the hash of its frame IDs must be the shard's in
+    P.shards.tsv: a file holding anything but the frames PREPARE wrote, in its order, fails.
+    """
+
+    def __init__(self, files: Sequence[tuple[str, Shard]], shards_path: str | Path, copy: IO[str]) -> None:
+        self._files = iter(files)
+        self._shards_path = shards_path
+        self._copy = copy
+        self._open_next()
+
+    def _open_next(self) -> None:
+        self.path, self.shard = next(self._files, ("", None))
+        self._lines = prediction_lines(self.path) if self.shard else None
+        self._digest = FrameIdDigest()
+        self._last = ""
+
+    def next(self) -> tuple[int, Prediction] | None:
+        """The next (line number, prediction); None after the last shard."""
+        while self._lines is not None:
+            item = next(self._lines, None)
+            if item is None:
+                self._check_complete()
+                self._open_next()
+                continue
+            number, line = item
+            prediction = parse_prediction(self.path, number, line)
+            self._digest.update((prediction.frame_id,))
+            self._last = prediction.frame_id
+            self._copy.write(f"{line}\n")
+            return number, prediction
+        return None
+
+    def _check_complete(self) -> None:
+        shard, count = self.shard, self._digest.count
+        if count != shard.frames or self._last != shard.last_id:
             raise InputError(
-                path,
+                self.path,
                 f"shard {shard.name} has {shard.frames} frames ending at '{shard.last_id}' but the file holds "
-                f"{count} predictions ending at '{last}' (incomplete or mixed up)",
+                f"{count} predictions ending at '{self._last}' (incomplete or mixed up)",
+            )
+        if self._digest.hexdigest() != shard.ids_sha256:
+            raise InputError(
+                self.path,
+                f"holds frames other than those of shard {shard.name}: its {count} frame IDs do not hash to the "
+                f"ids_sha256 of {self._shards_path}",
             )
 
+    def holds_its_shard(self) -> bool:
+        """Whether the current file, read on to its end, holds exactly its shard's frames."""
+        for _, line in self._lines:
+            self._digest.update((line.partition("\t")[0],))
+        return self._digest.count == self.shard.frames and self._digest.hexdigest() == self.shard.ids_sha256
 
-def sequence_of(frame_id: str) -> str:
-    return chunk_of(frame_id).rpartition("_chunk_")[0]
-
-
-def chunk_of(frame_id: str) -> str:
-    return frame_id[:-2]
+    def misplaced(self, number: int, frame_id: str, why: str, sequences_path: str | Path) -> InputError:
+        """The error for a frame that is not where P.sequences.tsv puts the next one: the file is
+        not its shard's, or (if it is) the sequences table is not of the same PREPARE run."""
+        if not self.holds_its_shard():
+            return InputError(self.path, f"holds frames other than those of shard {self.shard.name}: line {number} is {why}", frame_id)
+        return InputError(
+            sequences_path,
+            f"disagrees with shard {self.shard.name} ({self.path} line {number} is {why}): are it and "
+            f"{self._shards_path} from one prepare_frames.py run?",
+            frame_id,
+        )
 
 
 # ---------------------------------------------------------------- calling
 
 
+class SortedVerdicts:
+    """(chunk ID, viral) pairs, iterated sorted by chunk ID with bounded memory: sorted runs of at
+    most SORT_RUN_CHUNKS pairs spill to files in ``directory`` and are merged at the end."""
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._pairs: list[tuple[str, bool]] = []
+        self._runs: list[Path] = []
+        self._written = 0
+
+    def add(self, chunk_id: str, viral: bool) -> None:
+        self._pairs.append((chunk_id, viral))
+        if len(self._pairs) >= SORT_RUN_CHUNKS:
+            self._pairs.sort()
+            self._write_run(self._pairs)
+            self._pairs = []
+
+    def _write_run(self, pairs: Iterable[tuple[str, bool]]) -> None:
+        path = self._directory / f"run{self._written}.tsv"
+        self._written += 1
+        with open(path, "w", encoding="utf-8", newline="\n") as handle:
+            handle.writelines(f"{chunk_id}\t{int(viral)}\n" for chunk_id, viral in pairs)
+        self._runs.append(path)
+        if len(self._runs) >= SORT_FAN_IN:
+            runs, self._runs = self._runs, []
+            with contextlib.ExitStack() as stack:
+                self._write_run(heapq.merge(*(_read_run(stack, run) for run in runs)))
+            for run in runs:
+                run.unlink()
+
+    def __iter__(self) -> Iterator[tuple[str, bool]]:
+        self._pairs.sort()
+        if not self._runs:
+            yield from self._pairs
+            return
+        with contextlib.ExitStack() as stack:
+            yield from heapq.merge(self._pairs, *(_read_run(stack, run) for run in self._runs))
+
+
+def _read_run(stack: contextlib.ExitStack, path: Path) -> Iterator[tuple[str, bool]]:
+    # chunk IDs hold no tab or line break: they are fields of the tables they come from
+    for line in stack.enter_context(open(path, encoding="utf-8", newline="\n")):
+        chunk_id, _, viral = line.rpartition("\t")
+        yield chunk_id, viral == "1\n"
+
+
 @dataclass(slots=True)
-class ChunkScores:
-    others: float
-    virus: float
+class SequenceScores:
+    """A sequence's scored frames: per chunk its virus score (highest score2 of its frames),
+    the chunk viral when that is at least its highest score1 (the original's rule)."""
 
-    @property
-    def viral(self) -> bool:
-        return bool(self.virus >= self.others)
+    frames: int = 0
+    chunk_scores: array = field(default_factory=lambda: array("d"))
+    viral_chunks: int = 0
 
+    def add_chunk(self, others: float, virus: float) -> bool:
+        viral = virus >= others
+        self.chunk_scores.append(virus)
+        self.viral_chunks += viral
+        return viral
 
-@dataclass(slots=True)
-class SequenceCall:
-    entry: SequenceEntry
-    frames_scored: int = 0
-    chunks: dict[str, ChunkScores] = field(default_factory=dict)
-
-    def add(self, prediction: Prediction) -> None:
-        """Count a scored frame and keep its chunk's highest score1 and score2."""
-        self.frames_scored += 1
-        chunk_id = chunk_of(prediction.frame_id)
-        chunk = self.chunks.get(chunk_id)
-        if chunk is None:
-            self.chunks[chunk_id] = ChunkScores(prediction.others, prediction.virus)
-        else:
-            chunk.others = max(chunk.others, prediction.others)
-            chunk.virus = max(chunk.virus, prediction.virus)
-
-    @property
-    def status(self) -> str:
-        return "scored" if self.entry.status == "pending" else self.entry.status
-
-    @property
-    def viral_chunks(self) -> int:
-        return sum(chunk.viral for chunk in self.chunks.values())
-
-    @property
-    def chunk_scores(self) -> list[float]:
-        return [float(chunk.virus) for chunk in self.chunks.values()]
-
-    @property
-    def mean_chunk_score(self) -> float | None:
-        scores = self.chunk_scores
-        return math.fsum(scores) / len(scores) if scores else None
-
-    def call(self, threshold: float) -> str:
-        mean = self.mean_chunk_score
-        if mean is None:
-            return ""
-        return "virus" if mean >= threshold else "non-virus"
+    def mean(self) -> float | None:
+        return math.fsum(self.chunk_scores) / len(self.chunk_scores) if self.chunk_scores else None
 
 
-def call_sequences(
-    entries: Sequence[SequenceEntry], predictions: Iterable[tuple[str, Prediction]], sequences_path: str | Path
-) -> list[SequenceCall]:
-    """Attach each (file, prediction) to its sequence and check that each pending sequence got all its frames."""
-    calls = [SequenceCall(entry) for entry in entries]
-    by_id: dict[str, SequenceCall] = {}
-    for call in calls:
-        if call.entry.sequence_id in by_id:
-            raise InputError(sequences_path, "sequence ID listed twice", call.entry.sequence_id)
-        by_id[call.entry.sequence_id] = call
-    for path, prediction in predictions:
-        call = by_id.get(sequence_of(prediction.frame_id))
-        if call is None:
-            raise InputError(path, f"frame belongs to no sequence listed in {sequences_path}", prediction.frame_id)
-        call.add(prediction)
-    for call in calls:
-        expected = call.entry.frames if call.entry.status == "pending" else 0
-        if call.entry.status == "pending" and not call.frames_scored:
-            raise VirNucProError(f"{sequences_path}: sequence '{call.entry.sequence_id}' is pending but no frame of it was scored")
-        if call.frames_scored != expected:
+def call_of(mean: float | None, threshold: float) -> str:
+    if mean is None:
+        return ""
+    return VIRUS if mean >= threshold else NON_VIRUS
+
+
+def score_sequence(entry: SequenceEntry, stream: ShardStream, verdicts: SortedVerdicts, sequences_path: str | Path) -> SequenceScores:
+    """Read a pending sequence's frames, which come next in the stream chunk by chunk, F1..R3."""
+    scores = SequenceScores()
+    if entry.status != PENDING:
+        return scores
+    chunk_id, place, others, virus, previous = "", (0, -1), 0.0, 0.0, ""
+    for _ in range(entry.frames):
+        item = stream.next()
+        if item is None:
             raise InputError(
-                sequences_path,
-                f"status {call.entry.status} with {expected} frames to score, but {call.frames_scored} frames were scored",
-                call.entry.sequence_id,
+                sequences_path, f"status pending with {entry.frames} frames to score, but the shards hold {scores.frames}", entry.sequence_id
             )
-    return calls
+        number, prediction = item
+        frame_id = prediction.frame_id
+        parsed = parse_frame_id(frame_id)
+        if parsed is None:
+            raise stream.misplaced(number, frame_id, "not a frame ID", sequences_path)
+        if parsed[0] != entry.sequence_id:
+            raise stream.misplaced(number, frame_id, f"a frame of '{parsed[0]}' where those of '{entry.sequence_id}' belong", sequences_path)
+        if parsed[1:] <= place:
+            why = "a repeated frame" if parsed[1:] == place else f"out of order after '{previous}'"
+            raise stream.misplaced(number, frame_id, why, sequences_path)
+        if parsed[1] != place[0]:
+            if chunk_id:
+                verdicts.add(chunk_id, scores.add_chunk(others, virus))
+            chunk_id, others, virus = chunk_of(frame_id), prediction.others, prediction.virus
+        else:
+            others, virus = max(others, prediction.others), max(virus, prediction.virus)
+        place, previous = parsed[1:], frame_id
+        scores.frames += 1
+    verdicts.add(chunk_id, scores.add_chunk(others, virus))
+    return scores
+
+
+def check_entry(sequences_path: str | Path, number: int, entry: SequenceEntry) -> None:
+    if entry.record != number:
+        raise InputError(sequences_path, f"lists record {entry.record} where record {number} belongs (rows missing or reordered)", entry.sequence_id)
+    if (entry.status == PENDING) != (entry.frames > 0):
+        raise InputError(sequences_path, f"status {entry.status} with {entry.frames} frames: exactly the pending sequences have frames", entry.sequence_id)
+
+
+def checked_record(records: Iterator[FastaRecord], entry: SequenceEntry, fasta_path: str | Path, sequences_path: str | Path) -> FastaRecord:
+    """The next input record, which must be the one PREPARE read for ``entry``."""
+    record = next(records, None)
+    if record is None:
+        raise InputError(
+            fasta_path,
+            f"ends after {entry.record - 1} records but {sequences_path} lists record {entry.record} '{entry.input_id}': "
+            "not the input prepare_frames.py read",
+        )
+    if (record.id, len(record.sequence), record_digest(record.header, record.sequence)) != (entry.input_id, entry.length, entry.digest):
+        raise InputError(fasta_path, f"record {entry.record} '{record.id}': not the record prepare_frames.py read (header or sequence differs)")
+    return record
 
 
 # ---------------------------------------------------------------- writing
@@ -295,111 +285,124 @@ def format_score(value: float | None) -> str:
     return "" if value is None else f"{value:.6f}"
 
 
-def call_row(sample: str, call: SequenceCall, threshold: float) -> list[str]:
-    entry, scores = call.entry, call.chunk_scores
+def call_status(entry: SequenceEntry) -> str:
+    return SCORED if entry.status == PENDING else entry.status
+
+
+def call_row(sample: str, entry: SequenceEntry, scores: SequenceScores, mean: float | None, call: str) -> list[object]:
+    chunks = scores.chunk_scores
     return [
-        sample, entry.sequence_id, entry.input_id, str(entry.length), str(entry.chunks), str(len(scores)),
-        str(call.frames_scored), str(call.viral_chunks),
-        format_score(call.viral_chunks / len(scores) if scores else None),
-        format_score(max(scores) if scores else None),
-        format_score(call.mean_chunk_score), call.call(threshold), call.status, entry.reason,
-    ]
-
-
-def write_calls(handle: IO[str], sample: str, calls: Sequence[SequenceCall], threshold: float) -> None:
-    handle.write("\t".join(CALL_COLUMNS) + "\n")
-    for call in calls:
-        handle.write("\t".join(call_row(sample, call, threshold)) + "\n")
-
-
-def write_prediction_results(handle: IO[str], prediction_paths: Iterable[str]) -> None:
-    """The original's prediction_results.txt: every shard's rows, as read, in shard order."""
-    handle.write(PREDICTION_HEADER)
-    for path in prediction_paths:
-        for _, line in prediction_lines(path):
-            handle.write(f"{line}\n")
-
-
-def write_highest_scores(handle: IO[str], calls: Iterable[SequenceCall]) -> None:
-    """The original's prediction_results_highestscore.csv: per chunk, max(score2) >= max(score1),
-    rows sorted by chunk ID as pandas groupby sorts, written as pandas to_csv(sep='\\t') does."""
-    chunks = {chunk_id: chunk for call in calls for chunk_id, chunk in call.chunks.items()}
-    writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-    writer.writerow(["Modified_ID", "Is_Virus"])
-    for chunk_id in sorted(chunks):
-        writer.writerow([chunk_id, str(chunks[chunk_id].viral)])
-
-
-def header_lines(path: str | Path, line_numbers: set[int]) -> dict[int, str]:
-    """The header lines at ``line_numbers``, exactly as in the file (without the line end)."""
-    found: dict[int, str] = {}
-    if not line_numbers:
-        return found
-    with open_text(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            if number in line_numbers:
-                found[number] = line.rstrip("\r\n")
-                if len(found) == len(line_numbers):
-                    break
-    return found
+        sample, entry.sequence_id, entry.input_id, entry.length, entry.chunks, len(chunks), scores.frames, scores.viral_chunks,
+        format_score(scores.viral_chunks / len(chunks) if chunks else None), format_score(max(chunks) if chunks else None),
+        format_score(mean), call, call_status(entry), entry.reason,
+    ]  # fmt: skip
 
 
 def wrap(sequence: str, width: int = FASTA_LINE_WIDTH) -> str:
     return "".join(f"{sequence[start:start + width]}\n" for start in range(0, len(sequence), width))
 
 
-def viral_header_lines(fasta_path: str | Path, calls: Sequence[SequenceCall], threshold: float) -> set[int]:
-    """The header line numbers of the input records called virus, each record checked against
-    sequences.tsv by record number."""
-    by_record = {call.entry.record: call for call in calls}
-    viral_lines = set()
-    count = 0
-    for count, record in enumerate(read_fasta(fasta_path), start=1):
-        call = by_record.get(count)
-        if call is None or call.entry.input_id != record.id:
-            listed = f"'{call.entry.input_id}'" if call else "nothing"
-            raise InputError(fasta_path, f"record {count} is not what sequences.tsv lists there ({listed}): not the input FASTA of this sample", record.id)
-        if call.call(threshold) == "virus":
-            viral_lines.add(record.line)
-    if count != len(calls):
-        raise InputError(fasta_path, f"holds {count} records but sequences.tsv lists {len(calls)}: not the input FASTA of this sample")
-    return viral_lines
+def write_highest_scores(handle: IO[str], verdicts: Iterable[tuple[str, bool]], sequences_path: str | Path) -> None:
+    """The original's prediction_results_highestscore.csv: per chunk, max(score2) >= max(score1),
+    rows sorted by chunk ID as pandas groupby sorts, written as pandas to_csv(sep='\\t') does."""
+    writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+    writer.writerow(["Modified_ID", "Is_Virus"])
+    previous = None
+    for chunk_id, viral in verdicts:
+        if chunk_id == previous:
+            raise InputError(sequences_path, f"two sequences have the chunk '{chunk_id}': a sequence ID is listed twice")
+        writer.writerow([chunk_id, str(viral)])
+        previous = chunk_id
 
 
-def write_viral_fasta(handle: IO[str], fasta_path: str | Path, viral_lines: set[int]) -> None:
-    """The records with a header on ``viral_lines``: the header unmodified, the sequence wrapped."""
-    headers = header_lines(fasta_path, viral_lines)
-    for record in read_fasta(fasta_path):
-        if record.line in headers:
-            handle.write(f"{headers[record.line]}\n{wrap(record.sequence)}")
+@dataclass
+class SampleTally:
+    sequences: int = 0
+    statuses: Counter = field(default_factory=Counter)
+    calls: Counter = field(default_factory=Counter)
+    chunks: int = 0
+    chunks_scored: int = 0
+    viral_chunks: int = 0
+    frames_scored: int = 0
+
+    def add(self, entry: SequenceEntry, scores: SequenceScores, call: str) -> None:
+        self.sequences += 1
+        self.statuses[call_status(entry)] += 1
+        self.calls[call] += 1
+        self.chunks += entry.chunks
+        self.chunks_scored += len(scores.chunk_scores)
+        self.viral_chunks += scores.viral_chunks
+        self.frames_scored += scores.frames
+
+    def summary(self, sample: str, shards: int, threshold: float) -> dict:
+        return {
+            "sample": sample,
+            "threshold": threshold,
+            "call_rule": call_rule(threshold),
+            "shards": shards,
+            "sequences": self.sequences,
+            "status": {status: self.statuses[status] for status in CALL_STATUSES},
+            "calls": {outcome: self.calls[outcome] for outcome in CALLS},
+            "chunks": self.chunks,
+            "chunks_scored": self.chunks_scored,
+            "viral_chunks": self.viral_chunks,
+            "frames_scored": self.frames_scored,
+        }
 
 
-def sample_summary(sample: str, calls: Sequence[SequenceCall], shards: int, threshold: float) -> dict:
-    statuses = Counter(call.status for call in calls)
-    outcomes = Counter(call.call(threshold) for call in calls)
-    return {
-        "sample": sample,
-        "threshold": threshold,
-        "call_rule": call_rule(threshold),
-        "shards": shards,
-        "sequences": len(calls),
-        "status": {status: statuses[status] for status in STATUSES},
-        "calls": {outcome: outcomes[outcome] for outcome in CALLS},
-        "chunks": sum(call.entry.chunks for call in calls),
-        "chunks_scored": sum(len(call.chunks) for call in calls),
-        "viral_chunks": sum(call.viral_chunks for call in calls),
-        "frames_scored": sum(call.frames_scored for call in calls),
-    }
+@dataclass(frozen=True)
+class SampleInputs:
+    sample: str
+    sequences: str
+    fasta: str | None
+    threshold: float
 
 
-def check_threshold(threshold: float) -> None:
-    if not 0.0 <= threshold <= 1.0:
-        raise VirNucProError(f"--threshold {threshold}: must be a probability between 0 and 1")
+def call_sequences(inputs: SampleInputs, stream: ShardStream, verdicts: SortedVerdicts, calls: IO[str], viral: IO[str] | None) -> SampleTally:
+    """The pass: each row of P.sequences.tsv with its FASTA record and frames, its row of
+    sequence_calls.tsv and, when called virus, its record in viral_sequences.fasta."""
+    tally = SampleTally()
+    records = read_fasta(inputs.fasta) if inputs.fasta else None
+    calls.write(tsv_line(CALL_COLUMNS))
+    number = 0
+    for number, entry in enumerate(read_sequences(inputs.sequences), start=1):
+        check_entry(inputs.sequences, number, entry)
+        record = checked_record(records, entry, inputs.fasta, inputs.sequences) if records is not None else None
+        scores = score_sequence(entry, stream, verdicts, inputs.sequences)
+        mean = scores.mean()
+        call = call_of(mean, inputs.threshold)
+        calls.write(tsv_line(call_row(inputs.sample, entry, scores, mean, call)))
+        if viral is not None and call == VIRUS:
+            viral.write(f">{record.header}\n{wrap(record.sequence)}")
+        tally.add(entry, scores, call)
+    leftover = stream.next()
+    if leftover is not None:
+        line, prediction = leftover
+        raise stream.misplaced(line, prediction.frame_id, "a frame after the last pending sequence", inputs.sequences)
+    extra = next(records, None) if records is not None else None
+    if extra is not None:
+        raise InputError(
+            inputs.fasta, f"record {number + 1} '{extra.id}': beyond the {number} records of {inputs.sequences}, not the input prepare_frames.py read"
+        )
+    return tally
 
 
-def check_sample_name(sample: str) -> None:
-    if not sample or any(character in sample for character in "\t\r\n"):
-        raise VirNucProError(f"--sample {sample!r}: must be non-empty without tabs or line breaks")
+# ---------------------------------------------------------------- the result folder
+
+
+def check_replaceable(outdir: Path, shown: str | Path) -> None:
+    """An existing output folder is replaced only when it holds nothing but result files."""
+    if not os.path.lexists(outdir):
+        return
+    if outdir.is_symlink() or not outdir.is_dir():
+        raise InputError(shown, "exists and is not a directory: not replaced by the results")
+    foreign = sorted(name for name in os.listdir(outdir) if name not in SAMPLE_RESULT_FILES)
+    if foreign:
+        raise InputError(shown, f"holds '{foreign[0]}', which summarize.py does not write: not replaced (give a new or empty --outdir)")
+
+
+def open_output(path: Path) -> IO[str]:
+    return open(path, "w", encoding="utf-8", newline="\n", buffering=OUTPUT_BUFFER)
 
 
 def summarize(
@@ -412,33 +415,31 @@ def summarize(
     threshold: float = DEFAULT_THRESHOLD,
     stage_metrics: Mapping[str, object] | None = None,
 ) -> dict:
-    """Check and combine one sample's predictions, then write its result files into ``outdir``.
-
-    Everything is checked before the first file is written, so a failure leaves no results.
-    """
+    """Check and combine one sample's predictions in one pass and publish its result files as
+    ``outdir``; summary.json, written last, holds the SHA-256 of every other file."""
     check_sample_name(sample)
     check_threshold(threshold)
+    final = Path(os.path.abspath(outdir))
+    check_replaceable(final, outdir)
     shards = read_shards(shards_path)
-    entries = read_sequences(sequences_path)
     files = files_by_shard(shards, prediction_paths, shards_path)
-    calls = call_sequences(entries, shard_predictions(files), sequences_path)
-    viral_lines = viral_header_lines(fasta_path, calls, threshold) if fasta_path else None
-    summary = sample_summary(sample, calls, len(shards), threshold)
-    if stage_metrics is not None:
-        summary["stages"] = stage_metrics
-
-    outdir = Path(outdir)
-    with atomic_open(outdir / "prediction_results.txt") as handle:
-        write_prediction_results(handle, [path for path, _ in files])
-    with atomic_open(outdir / "prediction_results_highestscore.csv") as handle:
-        write_highest_scores(handle, calls)
-    with atomic_open(outdir / "sequence_calls.tsv") as handle:
-        write_calls(handle, sample, calls, threshold)
-    with atomic_open(outdir / "summary.json") as handle:
-        handle.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    if viral_lines is None:
+    inputs = SampleInputs(sample, sequences_path, fasta_path, threshold)
+    if fasta_path is None:
         log.warning("no --fasta given: viral_sequences.fasta is not written")
-    else:
-        with atomic_open(outdir / "viral_sequences.fasta") as handle:
-            write_viral_fasta(handle, fasta_path, viral_lines)
+    with atomic_folder(final) as staging:
+        with tempfile.TemporaryDirectory(dir=staging, prefix=".sort") as spill, contextlib.ExitStack() as outputs:
+            predictions = outputs.enter_context(open_output(staging / PREDICTION_RESULTS))
+            calls = outputs.enter_context(open_output(staging / SEQUENCE_CALLS))
+            viral = outputs.enter_context(open_output(staging / VIRAL_SEQUENCES)) if fasta_path else None
+            predictions.write(PREDICTION_HEADER)
+            verdicts = SortedVerdicts(Path(spill))
+            tally = call_sequences(inputs, ShardStream(files, shards_path, predictions), verdicts, calls, viral)
+            with open_output(staging / HIGHEST_SCORES) as handle:
+                write_highest_scores(handle, verdicts, sequences_path)
+        summary = tally.summary(sample, len(shards), threshold)
+        if stage_metrics is not None:
+            summary["stages"] = stage_metrics
+        summary["files"] = {name: file_sha256(staging / name) for name in sorted(os.listdir(staging))}
+        with open_output(staging / SUMMARY_JSON) as handle:
+            handle.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary

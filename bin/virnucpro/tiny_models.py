@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from . import contracts
 from .atomic import atomic_path
 
 DNABERT_NAME = "dnabert_s_tiny"
@@ -139,9 +140,9 @@ def write_dnabert(directory: Path, seed: int) -> None:
     generator = torch.Generator().manual_seed(seed)
     with atomic_path(directory) as temporary:
         temporary.mkdir()
-        (temporary / "config.json").write_text(json.dumps(dnabert_config(vocab_size), indent=2) + "\n")
+        (temporary / contracts.DNABERT_CONFIG_FILE).write_text(json.dumps(dnabert_config(vocab_size), indent=2) + "\n")
         _save(dnabert_state_dict(vocab_size, generator), temporary / "pytorch_model.bin")
-        tokenizer.save(str(temporary / "tokenizer.json"))
+        tokenizer.save(str(temporary / contracts.DNABERT_TOKENIZER_FILE))
         (temporary / "tokenizer_config.json").write_text(json.dumps(TOKENIZER_CONFIG) + "\n")
 
 
@@ -173,7 +174,7 @@ def write_esm(path: Path, seed: int) -> None:
 
 def esm_regression_path(path: Path) -> Path:
     """Where fair-esm looks for the contact-regression weights of a checkpoint file."""
-    return path.with_name(f"{path.stem}-contact-regression.pt")
+    return path.with_name(path.stem + contracts.ESM_REGRESSION_SUFFIX)
 
 
 def classifier_state_dict(input_dim: int, generator: torch.Generator) -> dict[str, torch.Tensor]:

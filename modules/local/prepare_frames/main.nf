@@ -21,7 +21,7 @@ process PREPARE_FRAMES {
     stub:
     """
     touch ${meta.id}.0001.fna ${meta.id}.0001.faa ${meta.id}.prepare_frames.json
-    printf 'shard\\tframes\\ttokens\\tfirst_id\\tlast_id\\n${meta.id}.0001\\t0\\t0\\t\\t\\n' > ${meta.id}.shards.tsv
-    printf 'record\\tsequence_id\\tinput_id\\tlength\\tchunks\\tframes\\tstatus\\treason\\n' > ${meta.id}.sequences.tsv
+    printf 'shard\\tframes\\ttokens\\tfirst_id\\tlast_id\\tids_sha256\\n${meta.id}.0001\\t0\\t0\\t\\t\\t\\n' > ${meta.id}.shards.tsv
+    printf 'record\\tsequence_id\\tinput_id\\tlength\\tchunks\\tframes\\tstatus\\treason\\tdigest\\n' > ${meta.id}.sequences.tsv
     """
 }
