@@ -44,13 +44,19 @@ import sys
 import numpy as np
 fasta, out, dim, role, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
 ids = [line[1:].rstrip("\n") for line in open(fasta) if line.startswith(">")]
-vectors = np.random.default_rng(seed).standard_normal((len(ids), dim), dtype=np.float32)
 attributes = {"model_role": role, "model": "random", "layer": "last", "pooling": "mean", "precision": "bf16"}
-try:
-    from virnucpro.contracts import write_embeddings
+try:  # held in memory as the embedder holds its result: in the storage dtype
+    from virnucpro.contracts import storage_dtype, write_embeddings
+    dtype = storage_dtype("bf16")
 except ImportError:  # the baseline: float32 always, fewer attributes
     from virnucpro.embedding import write_embeddings
     attributes = {"model": "random", "layer": "last", "pooling": "mean", "precision": "bf16", "dim": dim}
+    dtype = np.float32
+rng = np.random.default_rng(seed)
+vectors = np.empty((len(ids), dim), dtype=dtype)
+for start in range(0, len(ids), 65536):
+    block = vectors[start:start + 65536]
+    block[:] = rng.standard_normal(block.shape, dtype=np.float32)
 write_embeddings(out, ids, vectors, attributes)
 """
 
@@ -108,6 +114,7 @@ def write_classifier(path: Path) -> None:
 
 def checkout(ref: str, target: Path) -> Path:
     """The bin/ folder of ``ref`` (a commit of this repository), extracted under ``target``."""
+    target.mkdir(parents=True)
     archive = target / "bin.tar"
     subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", "-o", str(archive), ref, "bin"], check=True)
     with tarfile.open(archive) as tar:
@@ -195,7 +202,7 @@ def run_version(name: str, bin_dir: Path, work: Path, samples: dict[str, Path], 
 
 def print_table(samples: dict[str, Path], frames: dict[str, int], rows: dict[str, dict[str, Measure]]) -> None:
     (base_name, base), (ours_name, ours) = rows.items()
-    print(f"inputs: {', '.join(f'{name} {path.stat().st_size / 1e9:.2f} GB' for name, path in samples.items())}; "
+    print(f"inputs: {', '.join(f'{name} {path.stat().st_size / 1e6:.0f} MB' for name, path in samples.items())}; "
           f"frames (ours): {', '.join(f'{name} {count}' for name, count in frames.items())}")
     header = f"{'stage':<24} {'version':<10} {'seconds':>9} {'peak MB':>9} {'written MB':>11}  status"
     print(header)
@@ -233,6 +240,9 @@ def main() -> None:
         }
         print(f"baseline {args.baseline} against this checkout; one core per stage; chunk size {args.chunk_size}")
         print_table(samples, frames, rows)
+        total = sum(frames.values())
+        print("classify_frames, frames per second of the whole script (start-up included): "
+              + ", ".join(f"{name} {total / result['classify_frames'].seconds:,.0f}" for name, result in rows.items()))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

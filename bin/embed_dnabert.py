@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from virnucpro import cli, dnabert, embedding
+from virnucpro import cli, contracts, dnabert, embedding
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,7 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
         __doc__, "nucleotide FASTA of the frames to embed (a prepare_frames.py .fna shard)", dnabert.DEFAULT_BATCH_TOKENS
     )
     parser.add_argument(
-        "--model", default=dnabert.DEFAULT_MODEL,
+        "--model", default=contracts.DEFAULT_DNABERT_MODEL,
         help="DNABERT-S checkpoint directory (config.json, weights, tokenizer.json) or Hugging Face hub ID",
     )
     return parser

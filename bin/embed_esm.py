@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from virnucpro import cli, embedding, esm
+from virnucpro import cli, contracts, embedding, esm
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,7 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
         __doc__, "protein FASTA of the frames to embed (a prepare_frames.py .faa shard)", esm.DEFAULT_BATCH_TOKENS
     )
     parser.add_argument(
-        "--model", default=esm.DEFAULT_MODEL,
+        "--model", default=contracts.DEFAULT_ESM_MODEL,
         help="fair-esm ESM-2 model name (read from the torch hub cache, downloaded there if missing) or a local .pt checkpoint",
     )
     parser.add_argument("--layer", type=int, help="representation layer, 0 (embeddings) to the number of layers; omitted: the last, as the original")

@@ -14,8 +14,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = cli.make_parser(__doc__)
     parser.add_argument("--outdir", required=True, type=Path, help="directory for fetched models, checksums.sha256, models.json and versions.txt (reused when it exists)")
     parser.add_argument("--chunk-size", type=int, required=True, choices=staging.CHUNK_SIZES, help="chunk length the classifier must have been trained on")
-    parser.add_argument("--dnabert", default=staging.DEFAULT_DNABERT, help="DNABERT-S: Hugging Face model ID or a local model directory (used in place)")
-    parser.add_argument("--esm", default=staging.DEFAULT_ESM, help="ESM-2: fair-esm model name or a local .pt file (used in place; its -contact-regression.pt beside it)")
+    parser.add_argument("--dnabert", default=contracts.DEFAULT_DNABERT_MODEL, help="DNABERT-S: Hugging Face model ID or a local model directory (used in place)")
+    parser.add_argument("--esm", default=contracts.DEFAULT_ESM_MODEL, help="ESM-2: fair-esm model name or a local .pt file (used in place; its -contact-regression.pt beside it)")
     parser.add_argument("--classifier", help="classifier: a local file (used in place) or an http(s) URL; default: the published {chunk}_model.pth")
     parser.add_argument("--tiny", action="store_true", help="generate seeded tiny models in the real formats instead (for tests); ignores the model options")
     return parser

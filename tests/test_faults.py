@@ -181,3 +181,20 @@ def test_a_full_disk_fails_cleanly(undisturbed, name):
             assert "no space left" in lines[-1] and "Traceback" not in result.stderr, f"{context}\n{result.stderr}"
             left = sorted(path.name for path in disk.rglob("*") if path.name != "filler" and path.is_file())
             assert left == [], f"{context}: left {left}"
+
+
+@pytest.mark.parametrize("name, blocked", [("classify", "folder"), ("summarize", "under a file"), ("report", "under a file")])
+def test_an_unusable_output_path_fails_in_one_line(undisturbed, tmp_path, name, blocked):
+    """An output that is a folder, or whose folder is a file: one line naming it, nothing written."""
+    base, chain, _ = undisturbed
+    stage = chain[name]
+    if blocked == "folder":
+        (tmp_path / stage.outputs[0]).mkdir(parents=True)
+        out, expected = tmp_path, f"{tmp_path / stage.outputs[0]}: is a folder"
+    else:
+        (tmp_path / "file").write_text("")
+        out, expected = tmp_path / "file", f"cannot be written: {tmp_path / 'file'} is a file, not a folder"
+    result = run(stage, out, base)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert expected in result.stderr.strip().splitlines()[-1]
+    assert sorted(path.name for path in tmp_path.rglob("*") if path.is_file()) == (["file"] if blocked != "folder" else [])

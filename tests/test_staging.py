@@ -106,7 +106,7 @@ def test_a_local_esm_checkpoint_is_used_without_its_contact_regression(tiny, tmp
 
 def test_esm_download(tiny, tmp_path, monkeypatch):
     remote = tiny / "esm"
-    monkeypatch.setattr(staging, "ESM_URL", remote.as_uri() + "/{name}.pt")
+    monkeypatch.setattr(contracts, "ESM_MODEL_URL", remote.as_uri() + "/{name}.pt")
     monkeypatch.setattr(staging, "ESM_REGRESSION_URL", remote.as_uri() + "/{name}-contact-regression.pt")
     entry = staging.stage_esm(tiny_models.ESM_NAME, tmp_path)
     assert entry.path == f"esm/{tiny_models.ESM_NAME}.pt"

@@ -10,16 +10,30 @@ import shutil
 from pathlib import Path
 from typing import IO, Iterator
 
+from .errors import InputError
+
 
 def _temporary_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def make_parent(final: Path) -> None:
+    """Create the folder ``final`` goes into, or say in one line why it cannot be."""
+    for parent in final.parents:
+        if os.path.exists(parent):
+            if not os.path.isdir(parent):
+                raise InputError(final, f"cannot be written: {parent} is a file, not a folder")
+            break
+    final.parent.mkdir(parents=True, exist_ok=True)
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds."""
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.is_dir():
+        raise InputError(final, "is a folder: an output file cannot take its place")
+    make_parent(final)
     temporary = _temporary_name(final)
     try:
         yield temporary
@@ -65,9 +79,10 @@ def replace_folder(new: Path, final: Path) -> None:
 @contextlib.contextmanager
 def atomic_folder(final: Path) -> Iterator[Path]:
     """A hidden sibling folder to write into, put in place of ``final`` when the block succeeds."""
-    staging = final.with_name(f".{final.name}.tmp{os.getpid()}")
+    staging = _temporary_name(final)
+    make_parent(final)
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    staging.mkdir()
     try:
         yield staging
         replace_folder(staging, final)

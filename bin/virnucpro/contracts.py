@@ -42,10 +42,6 @@ def sequence_of(frame_id: str) -> str:
     return chunk_of(frame_id).rpartition(CHUNK_MARK)[0]
 
 
-def is_frame_id(frame_id: str) -> bool:
-    return _FRAME_ID.fullmatch(frame_id) is not None
-
-
 def parse_frame_id(frame_id: str) -> tuple[str, int, int] | None:
     """(sequence ID, chunk number, index into FRAME_LABELS) of a frame ID, or None if it is not one."""
     match = _FRAME_ID.fullmatch(frame_id)
@@ -270,18 +266,16 @@ def file_sha256(path: str | Path) -> str:
 DNABERT, ESM = "dnabert", "esm"
 MODEL_ROLES = (DNABERT, ESM, "classifier")
 EMBEDDING_ATTRIBUTES = ("model_role", "model", "layer", "pooling", "precision", "dtype", "dim", "ids_sha256")
-# bf16 compute keeps 8 bits of mantissa: float16 storage (11 bits) loses nothing the compute kept
+# bf16 compute keeps 8 bits of mantissa: float16 storage (11 bits) keeps them all above 6e-5,
+# where float16 turns subnormal (an absolute error of at most 3e-8 below)
 STORAGE_DTYPES = {"bf16": "float16", "fp32": "float32"}
 CHUNK_BYTES = 1 << 20
-FLOAT16_MAX = float(np.finfo(np.float16).max)
 ROLE_NAMES = {DNABERT: "DNABERT-S", ESM: "ESM-2"}
 
 
-def storage_dtype(precision: str, vectors: np.ndarray) -> np.dtype:
-    """float16 for bf16 embeddings, unless a value would overflow it; float32 otherwise."""
-    if STORAGE_DTYPES[precision] == "float16" and not (len(vectors) and np.abs(vectors).max() > FLOAT16_MAX):
-        return np.dtype(np.float16)
-    return np.dtype(np.float32)
+def storage_dtype(precision: str) -> np.dtype:
+    """How embeddings computed at ``precision`` ('bf16' or 'fp32') are stored."""
+    return np.dtype(STORAGE_DTYPES[precision])
 
 
 def first_non_finite(vectors: np.ndarray) -> int | None:
@@ -304,7 +298,8 @@ def write_embeddings(path: str | Path, ids: Sequence[str], vectors: np.ndarray, 
     from .atomic import atomic_open
     from .errors import VirNucProError
 
-    vectors = np.asarray(vectors)
+    dtype = storage_dtype(str(attributes["precision"]))
+    vectors = np.asarray(vectors).astype(dtype, copy=False)  # a value beyond float16's range becomes Inf
     if vectors.ndim != 2 or len(ids) != len(vectors):
         raise ValueError(f"{len(ids)} ids but embeddings of shape {vectors.shape}")
     bad = first_non_finite(vectors)
@@ -315,7 +310,6 @@ def write_embeddings(path: str | Path, ids: Sequence[str], vectors: np.ndarray, 
             f"{path}: the {ROLE_NAMES[str(attributes['model_role'])]} embedding of frame '{ids[bad]}' holds NaN or "
             f"Inf (precision {precision}): not written; {advice}"
         )
-    dtype = storage_dtype(str(attributes["precision"]), vectors)
     digest = FrameIdDigest()
     digest.update(ids)
     rows = max(1, min(len(ids), CHUNK_BYTES // max(1, vectors.shape[1] * dtype.itemsize)))
@@ -325,7 +319,7 @@ def write_embeddings(path: str | Path, ids: Sequence[str], vectors: np.ndarray, 
         string = h5py.string_dtype("utf-8")
         handle.create_dataset("ids", data=np.array(list(ids), dtype=object), dtype=string, track_times=False,
                               maxshape=(None,), chunks=(rows,))
-        handle.create_dataset("embeddings", data=vectors.astype(dtype, copy=False), track_times=False,
+        handle.create_dataset("embeddings", data=vectors, track_times=False,
                               maxshape=(None, vectors.shape[1]), chunks=(rows, vectors.shape[1]))
         for key, value in attributes.items():
             handle.attrs[key] = value
@@ -439,6 +433,9 @@ def _decodes(value: bytes) -> bool:
 MODELS_JSON = "models.json"
 MODEL_MANIFEST = "checksums.sha256"
 VERSIONS_FILE = "versions.txt"
+DEFAULT_DNABERT_MODEL = "zhihan1996/DNABERT-S"  # Hugging Face hub ID
+DEFAULT_ESM_MODEL = "esm2_t36_3B_UR50D"  # fair-esm model name
+ESM_MODEL_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
 DNABERT_CONFIG_FILE = "config.json"
 DNABERT_TOKENIZER_FILE = "tokenizer.json"
 DNABERT_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # in order of preference

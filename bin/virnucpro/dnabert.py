@@ -26,7 +26,6 @@ from .errors import VirNucProError
 from .fasta import IUPAC_NUCLEOTIDES, PROTEIN_ONLY_LETTERS
 from .modeling_dnabert import DNABertConfig, DNABertModel
 
-DEFAULT_MODEL = "zhihan1996/DNABERT-S"
 # 32768 padded tokens: ~300 frames of 500 bp per batch, a few GB in bf16
 DEFAULT_BATCH_TOKENS = 32768
 IGNORED_KEY_PREFIXES = ("cls.", "pooler.")  # masked-LM head and pooler: not used for embeddings

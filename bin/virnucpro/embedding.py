@@ -160,7 +160,8 @@ def _embed(
     compile_seconds = embedder.compile(device)
     forward = time.perf_counter()
     label = contracts.ROLE_NAMES[checkpoint.role]
-    vectors = embed_token_ids(embedder, token_ids, device, args.batch_tokens, not args.no_progress, args.fasta, label)
+    storage = contracts.storage_dtype(PRECISION_NAMES[dtype])  # held as stored: float16 halves the memory too
+    vectors = embed_token_ids(embedder, token_ids, device, args.batch_tokens, not args.no_progress, args.fasta, label, storage)
     finished = time.perf_counter()
     timings = {"load_seconds": loaded - started, "tokenize_seconds": tokenized - loaded,
                "compile_seconds": compile_seconds, "seconds": finished - forward}
@@ -449,15 +450,17 @@ def embed_token_ids(
     progress: bool = False,
     source: str | Path = "input",
     label: str = "embedding",
+    dtype: np.dtype = np.dtype(np.float32),
 ) -> np.ndarray:
-    """The embedding of each tokenized sequence, float32 [N, dim] in input order, computed in
+    """The embedding of each tokenized sequence, [N, dim] of ``dtype`` in input order, computed in
     length-sorted batches of at most ``batch_tokens`` padded tokens.
 
     On CUDA out-of-memory a batch is split in half and retried; a single sequence that still
     does not fit is a GpuOutOfMemoryError naming ``source`` (the input file).
     """
     batches = token_budget_batches([embedder.tokens(ids) for ids in token_ids], batch_tokens)
-    result = np.empty((len(token_ids), embedder.dim), dtype=np.float32)
+    result = np.empty((len(token_ids), embedder.dim), dtype=dtype)
+    to = getattr(torch, dtype.name)
     pending = list(reversed(batches))
     with tqdm(total=len(token_ids), desc=label, unit="seq", disable=not progress, mininterval=2.0) as bar:
         while pending:
@@ -475,7 +478,7 @@ def embed_token_ids(
                 log.warning("CUDA out of memory on a batch of %d; retrying as two of %d and %d", len(batch), half, len(batch) - half)
                 pending.extend([batch[half:], batch[:half]])
                 continue
-            result[batch] = rows.float().cpu().numpy()
+            result[batch] = rows.to(to).cpu().numpy()
             bar.update(len(batch))
     return result
 

@@ -54,7 +54,7 @@ def from_os_error(error: OSError) -> VirNucProError:
     path = error.filename if error.filename is not None else "output"
     if error.errno in DISK_FULL_ERRNOS:
         return DiskFullError(f"{path}: no space left on the device (disk or quota full); free space and resume the run")
+    if error.filename2 is not None:  # a rename: its destination is the output the user named
+        path = error.filename2
     reason = error.strerror or str(error)
-    if error.filename2 is not None:
-        path = f"{path} -> {error.filename2}"
     return InputError(path, reason[:1].lower() + reason[1:])

@@ -34,8 +34,6 @@ from .modeling_esm2 import ESM2Config, ESM2Model
 
 log = logging.getLogger("virnucpro")
 
-DEFAULT_MODEL = "esm2_t36_3B_UR50D"
-MODEL_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
 MODEL_NAME = re.compile(r"esm2_t\d+_\w+")
 # 65536 padded tokens: ~390 proteins of 166 aa per batch; with the 3B model in bf16 about
 # 6 GB of weights plus 4-5 GB of activations, which fits a 24 GB GPU
@@ -99,11 +97,11 @@ def checkpoint_path(model: str) -> Path:
             raise VirNucProError(f"--model {model}: no such checkpoint file")
         return path
     if not MODEL_NAME.fullmatch(model):
-        raise VirNucProError(f"--model {model!r}: neither a .pt checkpoint file nor an ESM-2 model name such as {DEFAULT_MODEL}")
+        raise VirNucProError(f"--model {model!r}: neither a .pt checkpoint file nor an ESM-2 model name such as {contracts.DEFAULT_ESM_MODEL}")
     path = Path(torch.hub.get_dir()) / "checkpoints" / f"{model}.pt"
     if path.is_file():
         return path
-    url = MODEL_URL.format(name=model)
+    url = contracts.ESM_MODEL_URL.format(name=model)
     log.info("downloading %s to %s", url, path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

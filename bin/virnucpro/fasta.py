@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import gzip
-import io
 import itertools
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator
+from typing import Iterator
 
 from .errors import InputError
 
@@ -29,15 +28,6 @@ class FastaRecord:
     sequence: str
     line: int  # line number of the header, for error messages
     header: str  # the header line as written, without '>' and the line end
-
-
-def open_text(path: str | Path) -> IO[str]:
-    """Open a plain or gzip-compressed text file, detecting gzip by its magic bytes."""
-    with open(path, "rb") as probe:
-        magic = probe.read(2)
-    if magic == GZIP_MAGIC:
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline=None)
-    return open(path, encoding="utf-8", newline=None)
 
 
 def _blocks(path: str | Path) -> Iterator[bytes]:

@@ -33,9 +33,6 @@ from .errors import InputError, VirNucProError
 log = logging.getLogger("virnucpro")
 
 CHUNK_SIZES = (300, 500)
-DEFAULT_DNABERT = "zhihan1996/DNABERT-S"
-DEFAULT_ESM = "esm2_t36_3B_UR50D"
-ESM_URL = "https://dl.fbaipublicfiles.com/fair-esm/models/{name}.pt"
 ESM_REGRESSION_URL = "https://dl.fbaipublicfiles.com/fair-esm/regression/{name}" + contracts.ESM_REGRESSION_SUFFIX
 TINY_SEEDS = {"dnabert": 11, "esm": 12, "classifier": 13}
 
@@ -187,7 +184,7 @@ def stage_esm(spec: str, outdir: Path) -> ModelEntry:
         return local_entry(path.stem, path)
     if not re.fullmatch(r"esm2_t\d+_\w+", spec):
         raise InputError(spec, "neither a .pt file nor a fair-esm ESM-2 model name such as esm2_t36_3B_UR50D")
-    target = obtain(outdir, f"esm/{spec}.pt", lambda t: download(ESM_URL.format(name=spec), t))
+    target = obtain(outdir, f"esm/{spec}.pt", lambda t: download(contracts.ESM_MODEL_URL.format(name=spec), t))
     obtain(outdir, f"esm/{spec}{contracts.ESM_REGRESSION_SUFFIX}", lambda t: download(ESM_REGRESSION_URL.format(name=spec), t))
     return fetched_entry(spec, outdir, target)
 
