@@ -90,7 +90,7 @@ def test_local_models_are_used_in_place(tiny, tmp_path):
         classifier=str(tiny / "classifier" / f"{tiny_models.CLASSIFIER_NAME}.pth"),
     )
     assert entries["dnabert"].path == str((tiny / "dnabert" / tiny_models.DNABERT_NAME).resolve())
-    assert entries["dnabert"].sha256 == staging.sha256_file(tiny / "dnabert" / tiny_models.DNABERT_NAME / "pytorch_model.bin")
+    assert entries["dnabert"].sha256 == contracts.file_sha256(tiny / "dnabert" / tiny_models.DNABERT_NAME / "pytorch_model.bin")
     assert entries["esm"].name == tiny_models.ESM_NAME
     assert not outdir.exists() or not any(outdir.rglob("*.pt*")), "local models must not be copied"
 

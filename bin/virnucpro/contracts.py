@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 # chunk `{sequence_id}_chunk_{j}` (j from 1), frame `{chunk_id}{F|R}{1..3}`, as the original
 FRAME_LABELS = ("F1", "F2", "F3", "R1", "R2", "R3")
 CHUNK_MARK = "_chunk_"
-_FRAME_ID = re.compile(r"(.+)_chunk_([1-9][0-9]*)([FR][123])")
+_FRAME_ID = re.compile(rf"(.+){CHUNK_MARK}([1-9][0-9]*)([FR][123])")
 
 
 def frame_suffix(chunk_number: int, frame: int) -> str:
@@ -36,10 +36,6 @@ def frame_suffix(chunk_number: int, frame: int) -> str:
 
 def chunk_of(frame_id: str) -> str:
     return frame_id[:-2]
-
-
-def sequence_of(frame_id: str) -> str:
-    return chunk_of(frame_id).rpartition(CHUNK_MARK)[0]
 
 
 def parse_frame_id(frame_id: str) -> tuple[str, int, int] | None:

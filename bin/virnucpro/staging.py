@@ -55,19 +55,9 @@ class ModelEntry:
     sha256: str
 
 
-def _hex_digest(digest: "hashlib._Hash", path: Path) -> str:
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    return _hex_digest(hashlib.sha256(), path)
-
-
 def git_blob_id(path: Path) -> str:
-    return _hex_digest(hashlib.sha1(b"blob %d\0" % path.stat().st_size), path)
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, lambda: hashlib.sha1(b"blob %d\0" % path.stat().st_size)).hexdigest()
 
 
 def dnabert_weight_file(directory: Path) -> Path:
@@ -79,7 +69,7 @@ def dnabert_weight_file(directory: Path) -> Path:
 
 def model_sha256(path: Path) -> str:
     """sha256 of a model file, or of the weight file of a DNABERT-S directory."""
-    return sha256_file(dnabert_weight_file(path) if path.is_dir() else path)
+    return contracts.file_sha256(dnabert_weight_file(path) if path.is_dir() else path)
 
 
 def read_manifest(path: Path) -> dict[str, str]:
@@ -111,7 +101,7 @@ def obtain(outdir: Path, relative: str, produce: Callable[[Path], None]) -> Path
     manifest = read_manifest(manifest_path)
     for file in files_under(target):
         name = file.relative_to(outdir).as_posix()
-        digest = sha256_file(file)
+        digest = contracts.file_sha256(file)
         if name not in manifest:
             manifest[name] = digest
         elif manifest[name] != digest:
