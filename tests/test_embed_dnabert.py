@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import BIN, run_script
+from conftest import BIN, SCRIPT_TIMEOUT, run_script
+from tolerance import assert_embeddings_match, read_expected_embeddings
 from virnucpro import contracts, dnabert
 from virnucpro.embedding import embed_token_ids
 from virnucpro.errors import VirNucProError
@@ -71,10 +72,10 @@ def read(path) -> tuple[list[str], np.ndarray, dict]:
 
 
 def assert_matches_the_original(path, reference, chunk_size) -> None:
-    expected = np.load(reference / "expected" / f"dnabert_{chunk_size}.npz")
+    expected = reference / "expected" / f"dnabert_{chunk_size}.npz"
     ids, vectors, _ = read(path)
-    assert ids == [str(i) for i in expected["ids"]]
-    np.testing.assert_allclose(vectors, expected["embeddings"], atol=1e-4, rtol=0)
+    assert ids == read_expected_embeddings(expected)[0]  # in the FASTA's order, as the original
+    assert_embeddings_match(ids, vectors, expected)
 
 
 def assert_refused(result, *phrases) -> None:
@@ -210,7 +211,7 @@ def test_a_config_the_weights_do_not_have_is_refused_before_building(tiny_model,
     directory = checkpoint_dir(tmp_path, tiny_model, config={"num_hidden_layers": 200_000, "intermediate_size": 64})
     command = [sys.executable, BIN / "embed_dnabert.py", "--fasta", reference / "identified_nucleotide500.fa",
                "--model", directory, "--out", tmp_path / "x.h5", "--device", "cpu"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=SCRIPT_TIMEOUT)
     assert_refused(result, "config.json does not match the weights", "num_hidden_layers 200000, the weights have 3",
                    "intermediate_size 64, the weights have 192")
 

@@ -92,7 +92,8 @@ def test_unpadded_batch_needs_no_mask(tmp_path):
     model = native_model(path)
     tokens = native_tokens(["MKTAYIAKQR", "GVLSEEDKSN"])
     with torch.no_grad():
-        torch.testing.assert_close(model(tokens, None), model(tokens, tokens != esm.PAD_ID), rtol=0, atol=0)
+        # two attention kernels (with and without a mask) may round differently on some CPUs
+        torch.testing.assert_close(model(tokens, None), model(tokens, tokens != esm.PAD_ID), rtol=0, atol=1e-6)
 
 
 def test_padding_does_not_change_a_protein(tmp_path):
