@@ -1,7 +1,8 @@
 """Fault injection: every stage killed at a random point of its writing, and every stage on a
 disk that fills up, never leaves a final-named output that is incomplete or mixed.
 
-Each stage first runs undisturbed (the chain on the reference corpus with the tiny models) with
+Each stage first runs undisturbed (the chain on assets/test.fa with the seeded tiny models that
+stage_models.py --tiny writes; nothing here needs the original's outputs) with
 its file-system changes counted (tests/fault_injection.py); then it runs again, SIGKILLed at a
 random one of those changes, and on a small disk filled to a random level. After a kill, every
 final-named output is absent or byte-equal to the undisturbed one, and a results folder holds one
@@ -43,31 +44,33 @@ class Stage:
         return [argument.format(out=out, base=base) for argument in self.arguments]
 
 
-def stages(reference: Path) -> list[Stage]:
-    models = reference / "models"
-    fasta = reference / "input.fa"
+CORPUS = REPO / "assets" / "test.fa"
+
+
+def stages() -> list[Stage]:
+    """The chain's stages; models are read from {base}/models (stage_models.py --tiny)."""
     return [
-        Stage("prepare", "prepare_frames.py", ("--fasta", str(fasta), "--chunk-size", "300", "--prefix", "{out}/s", "--shard-tokens", "9000"),
+        Stage("prepare", "prepare_frames.py", ("--fasta", str(CORPUS), "--chunk-size", "300", "--prefix", "{out}/s", "--shard-tokens", "4500"),
               ("s.0001.fna", "s.0001.faa", "s.0002.fna", "s.0002.faa", "s.sequences.tsv", "s.shards.tsv")),
-        Stage("dnabert", "embed_dnabert.py", ("--fasta", "{base}/s.0001.fna", "--model", str(models / "dnabert_s_tiny"),
+        Stage("dnabert", "embed_dnabert.py", ("--fasta", "{base}/s.0001.fna", "--model", "{base}/models/dnabert/dnabert_s_tiny",
               "--out", "{out}/s.0001.dnabert.h5", "--device", "cpu", "--no-progress"), ("s.0001.dnabert.h5",)),
-        Stage("esm", "embed_esm.py", ("--fasta", "{base}/s.0001.faa", "--model", str(models / "esm2_t36_tiny_UR50D.pt"),
+        Stage("esm", "embed_esm.py", ("--fasta", "{base}/s.0001.faa", "--model", "{base}/models/esm/esm2_t36_tiny_UR50D.pt",
               "--out", "{out}/s.0001.esm.h5", "--device", "cpu", "--no-progress"), ("s.0001.esm.h5",)),
         Stage("classify", "classify_frames.py", ("--dnabert", "{base}/s.0001.dnabert.h5", "--esm", "{base}/s.0001.esm.h5",
-              "--classifier", str(models / "classifier_tiny.pth"), "--out", "{out}/s.0001.predictions.tsv", "--device", "cpu"),
+              "--classifier", "{base}/models/classifier/classifier_tiny.pth", "--out", "{out}/s.0001.predictions.tsv", "--device", "cpu"),
               ("s.0001.predictions.tsv",)),
     ]
 
 
-def summarize_stage(reference: Path, shards: int, threshold: str) -> Stage:
+def summarize_stage(shards: int, threshold: str) -> Stage:
     predictions = [f"{{base}}/s.{number:04d}.predictions.tsv" for number in range(1, shards + 1)]
     return Stage("summarize", "summarize.py", ("--sample", "s", "--predictions", *predictions, "--sequences", "{base}/s.sequences.tsv",
-                 "--fasta", str(reference / "input.fa"), "--outdir", "{out}/s", "--threshold", threshold),
+                 "--fasta", str(CORPUS), "--outdir", "{out}/s", "--threshold", threshold),
                  tuple(f"s/{name}" for name in ("prediction_results.txt", "prediction_results_highestscore.csv",
                                                 "sequence_calls.tsv", "viral_sequences.fasta", "summary.json")))
 
 
-REPORT = Stage("report", "make_report.py", ("--calls", "{base}/s/sequence_calls.tsv", "--models", "{base}/models.json",
+REPORT = Stage("report", "make_report.py", ("--calls", "{base}/s/sequence_calls.tsv", "--models", "{base}/models/models.json",
                "--out", "{out}/report.html", "--mqc", "{out}/virnucpro_mqc.tsv"), ("report.html", "virnucpro_mqc.tsv"))
 
 
@@ -78,10 +81,13 @@ def run(stage: Stage, out: Path, base: Path, kill_at: int = 0, log: Path | None 
 
 
 @pytest.fixture(scope="module")
-def undisturbed(reference, tmp_path_factory) -> tuple[Path, dict[str, Stage], dict[str, int]]:
+def undisturbed(tmp_path_factory) -> tuple[Path, dict[str, Stage], dict[str, int]]:
     """The chain run once without faults into one folder: its outputs, stages and event counts."""
     base = tmp_path_factory.mktemp("undisturbed")
-    chain = {stage.name: stage for stage in stages(reference)}
+    staged = subprocess.run([sys.executable, str(BIN / "stage_models.py"), "--tiny", "--chunk-size", "300", "--outdir", str(base / "models")],
+                            capture_output=True, text=True)  # fmt: skip
+    assert staged.returncode == 0, staged.stderr
+    chain = {stage.name: stage for stage in stages()}
     events: dict[str, int] = {}
 
     def counted(stage: Stage) -> None:
@@ -96,12 +102,11 @@ def undisturbed(reference, tmp_path_factory) -> tuple[Path, dict[str, Stage], di
     for name in ("dnabert", "esm", "classify"):
         counted(chain[name])
     # the second shard's predictions, unmonitored: summarize needs every shard
-    for stage in stages(reference)[1:]:
+    for stage in stages()[1:]:
         second = Stage(stage.name, stage.script, tuple(a.replace("s.0001", "s.0002") for a in stage.arguments), ())
         assert run(second, base, base).returncode == 0
-    chain["summarize"] = summarize_stage(reference, shards, "0.5")
+    chain["summarize"] = summarize_stage(shards, "0.5")
     counted(chain["summarize"])
-    (base / "models.json").write_text('{"classifier": {"name": "tiny", "path": "classifier_tiny.pth", "sha256": ""}}\n')
     chain["report"] = REPORT
     counted(chain["report"])
     return base, chain, events
@@ -140,11 +145,11 @@ def test_a_killed_stage_leaves_no_incomplete_output(undisturbed, tmp_path, name)
         assert all((tmp_path / output).exists() for output in stage.outputs), context
 
 
-def test_a_killed_summarize_keeps_one_complete_set(reference, undisturbed, tmp_path):
+def test_a_killed_summarize_keeps_one_complete_set(undisturbed, tmp_path):
     """A rerun with another threshold into a finished results folder, killed: the folder holds
     the earlier set or the new one, never files of both."""
     base, chain, events = undisturbed
-    earlier = summarize_stage(reference, 2, "0.3")
+    earlier = summarize_stage(2, "0.3")
     assert run(earlier, tmp_path / "earlier", base).returncode == 0
     shutil.copytree(tmp_path / "earlier", tmp_path / "out")
     kill_at = random.Random(f"{SEED}-rerun").randint(1, events["summarize"])
