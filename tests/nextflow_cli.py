@@ -10,6 +10,8 @@ import sys
 import uuid
 from pathlib import Path
 
+from conftest import NEXTFLOW_TIMEOUT
+
 REPO = Path(__file__).resolve().parents[1]
 NEXTFLOW = REPO / "tests" / "nextflow" / "nextflow"
 PARSERS = {
@@ -20,7 +22,7 @@ PARSERS = {
 }
 
 
-def nextflow(nxf_home: Path, parser: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+def nextflow(nxf_home: Path, parser: str, *args: str) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
         **PARSERS[parser],
@@ -31,4 +33,4 @@ def nextflow(nxf_home: Path, parser: str, *args: str, timeout: int = 600) -> sub
     }
     log = nxf_home / f"nextflow-{uuid.uuid4().hex[:8]}.log"
     command = [str(NEXTFLOW), "-log", str(log), *args]
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=NEXTFLOW_TIMEOUT)

@@ -4,15 +4,13 @@ both parsers and whatever the order of the profiles."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from conftest import NEXTFLOW_TIMEOUT
 from nextflow_cli import NEXTFLOW, PARSERS, REPO, nextflow
-
-pytestmark = pytest.mark.skipif(shutil.which("java") is None, reason="java (17 or later) is not installed: Nextflow needs it")
 
 # besides lint's own (.git, .nf-test, work): the venv, the Nextflow runtime, and nf-test's
 # config, which is no Nextflow config
@@ -49,7 +47,7 @@ CLOUD_PROFILES = {"awsbatch", "google_batch"}
 
 def lint(*paths: str | Path) -> subprocess.CompletedProcess:
     excludes = [argument for pattern in LINT_EXCLUDES for argument in ("-exclude", pattern)]
-    return subprocess.run([str(NEXTFLOW), "lint", *excludes, *map(str, paths)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    return subprocess.run([str(NEXTFLOW), "lint", *excludes, *map(str, paths)], cwd=REPO, capture_output=True, text=True, timeout=NEXTFLOW_TIMEOUT)
 
 
 def lint_messages(*paths: str | Path) -> str:
@@ -59,7 +57,7 @@ def lint_messages(*paths: str | Path) -> str:
         if path.suffix in (".nf", ".config") and not set(path.relative_to(REPO / root).parts) & set(LINT_EXCLUDES)
     ]
     java = ["java", "-cp", str(NEXTFLOW.parent / "lib" / "*"), "groovy.ui.GroovyMain", str(LINT_MESSAGES), *files]
-    result = subprocess.run(java, cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(java, cwd=REPO, capture_output=True, text=True, timeout=NEXTFLOW_TIMEOUT)
     return result.stdout + result.stderr
 
 
@@ -80,7 +78,7 @@ def test_lint_reports_mistakes(tmp_path):
 
 
 def resolved(nxf_home: Path, parser: str, profiles: str) -> str:
-    result = nextflow(nxf_home, parser, "config", PROJECT, "-flat", "-profile", profiles, timeout=120)
+    result = nextflow(nxf_home, parser, "config", PROJECT, "-flat", "-profile", profiles)
     assert result.returncode == 0, f"nextflow config -profile {profiles} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
     # without the strict parser's warnings of nf-lang 25.04.0 ("Unrecognized config option"), which come in no fixed order
     return "\n".join(line for line in result.stdout.splitlines() if not line.startswith("WARN: "))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import subprocess
 import sys
 import uuid
@@ -18,8 +17,6 @@ import pytest
 
 from nextflow_cli import PARSERS, nextflow
 from nf_modules import MODULES, REPO, command_template, render
-
-pytestmark = pytest.mark.skipif(shutil.which("java") is None, reason="java (17 or later) is not installed: Nextflow needs it")
 
 ENTRY = "tests/pipeline/main.nf"
 ASSETS = REPO / "assets"
@@ -65,7 +62,7 @@ def process_of(row: dict[str, str]) -> str:
     return row["process"].split(":")[-1]
 
 
-def run_pipeline(nxf_home: Path, parser: str, root: Path, *args: str, work: Path | None = None, timeout: int = 600) -> Run:
+def run_pipeline(nxf_home: Path, parser: str, root: Path, *args: str, work: Path | None = None) -> Run:
     outdir = root / "results"
     work = work or root / "work"
     reports = []
@@ -80,7 +77,6 @@ def run_pipeline(nxf_home: Path, parser: str, root: Path, *args: str, work: Path
         ]
     result = nextflow(
         nxf_home, parser, "run", ENTRY, "-profile", "test", "--outdir", str(outdir), "-work-dir", str(work), *reports, *args,
-        timeout=timeout,
     )
     return Run(result, outdir, work)
 
@@ -262,7 +258,7 @@ def test_a_glob_input_gives_the_same_results(first_run, second_run):
 def test_an_invalid_record_fails_the_run_with_its_reason(tmp_path, nxf_home, parser):
     fasta = tmp_path / "broken.fa"
     fasta.write_text(">good\nACGTACGTAC\n>bad_one\nACGT-ZZ-ACGT\n")
-    run = run_pipeline(nxf_home, parser, tmp_path, "--input", str(fasta), timeout=120)
+    run = run_pipeline(nxf_home, parser, tmp_path, "--input", str(fasta))
     assert run.result.returncode != 0
     message = next((line for line in run.output.splitlines() if "broken.fa" in line and "bad_one" in line), None)
     assert message, run.output[-4000:]
@@ -275,7 +271,7 @@ def test_an_invalid_record_fails_the_run_with_its_reason(tmp_path, nxf_home, par
     (["--use_gpu", "maybe"], "--use_gpu must be true or false, not 'maybe'"),
 ])
 def test_bad_parameters_are_refused(tmp_path, nxf_home, parser, args, message):
-    run = run_pipeline(nxf_home, parser, tmp_path, *args, timeout=120)
+    run = run_pipeline(nxf_home, parser, tmp_path, *args)
     assert run.result.returncode != 0
     assert message in run.output, run.output[-3000:]
 
@@ -284,7 +280,7 @@ def test_bad_parameters_are_refused(tmp_path, nxf_home, parser, args, message):
 def test_sample_names_that_clash_with_run_outputs_are_refused(tmp_path, nxf_home, parser, sample):
     sheet = tmp_path / "samples.csv"
     sheet.write_text(f"sample,fasta\n{sample},{SAMPLES['test']}\n")
-    run = run_pipeline(nxf_home, parser, tmp_path, "--input", str(sheet), timeout=120)
+    run = run_pipeline(nxf_home, parser, tmp_path, "--input", str(sheet))
     assert run.result.returncode != 0
     assert f"sample names {sample} would clash with the run's own outputs" in run.output, run.output[-3000:]
 
@@ -292,6 +288,6 @@ def test_sample_names_that_clash_with_run_outputs_are_refused(tmp_path, nxf_home
 def test_a_samplesheet_row_naming_a_missing_fasta_is_refused(tmp_path, nxf_home, parser):
     sheet = tmp_path / "samples.csv"
     sheet.write_text(f"sample,fasta\ngood,{SAMPLES['test']}\nlost,{tmp_path / 'missing.fa'}\n")
-    run = run_pipeline(nxf_home, parser, tmp_path, "--input", str(sheet), timeout=120)
+    run = run_pipeline(nxf_home, parser, tmp_path, "--input", str(sheet))
     assert run.result.returncode != 0
     assert f"{sheet}: row 3: FASTA file {tmp_path / 'missing.fa'} does not exist" in run.output, run.output[-3000:]
