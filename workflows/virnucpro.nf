@@ -55,7 +55,7 @@ workflow VIRNUCPRO {
             def (predictions, shard_metrics) = shard_results ?: [[], []]
             [meta, fasta, shard_table, sequences, predictions, [prepare_metrics] + shard_metrics]
         }
-    SUMMARIZE(summary_input)
+    SUMMARIZE(summary_input, request.chunk_size)
 
     all_metrics = PREPARE_FRAMES.out.metrics.map { _meta, metrics -> metrics }
         .mix(EMBED_DNABERT.out.metrics.map { _meta, metrics -> metrics })
