@@ -429,7 +429,10 @@ def _decodes(value: bytes) -> bool:
 
 
 # ---------------------------------------------------------------- STAGE_MODELS files
+# models.json: {role: {"name", "path", "sha256", "test_only"}}; test_only marks the seeded tiny
+# models of the test profile, whose calls mean nothing
 MODELS_JSON = "models.json"
+TEST_ONLY = "test_only"
 MODEL_MANIFEST = "checksums.sha256"
 VERSIONS_FILE = "versions.txt"
 DEFAULT_DNABERT_MODEL = "zhihan1996/DNABERT-S"  # Hugging Face hub ID
