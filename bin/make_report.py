@@ -32,7 +32,7 @@ def main(args) -> None:
     models = read_models(args.models)
     stages = aggregate_stages(read_metrics(args.metrics))
     info = read_run_info(args.run_info) if args.run_info else None
-    html = render_html(run, models, stages, info, datetime.now(timezone.utc))
+    html = render_html(run, models, stages, datetime.now(timezone.utc), info)
     mqc = format_mqc(run)
     write_text(args.out, html)
     write_text(args.mqc, mqc)

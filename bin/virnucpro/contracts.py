@@ -233,6 +233,11 @@ CALL_STATUSES = (SCORED, NO_OPEN_FRAME, TOO_SHORT, INVALID)
 # shorter_than_chunk: the sequence is shorter than the chunk length, so its one chunk is shorter
 # than those the published classifiers were trained on
 FLAG_VALUES = ("true", "false")
+
+
+def flag(value: bool) -> str:
+    """A FLAG_VALUES column value."""
+    return FLAG_VALUES[0] if value else FLAG_VALUES[1]
 VIRUS, NON_VIRUS = "virus", "non-virus"
 CALLS = (VIRUS, NON_VIRUS)
 PREDICTION_RESULTS = "prediction_results.txt"

@@ -27,7 +27,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .contracts import (
-    INVALID, NO_OPEN_FRAME, PENDING, SEQUENCE_COLUMNS, TOO_SHORT, SEQUENCES_SUFFIX, SHARD_COLUMNS, SHARDS_SUFFIX, FrameIdDigest,
+    INVALID, NO_OPEN_FRAME, PENDING, SEQUENCE_COLUMNS, SEQUENCES_SUFFIX, SHARD_COLUMNS, SHARDS_SUFFIX, TOO_SHORT, FrameIdDigest,
     esm_tokens, record_digest, shard_name, tsv_line,
 )
 from .errors import InputError
@@ -290,8 +290,9 @@ def translate_fasta(
                 lines.append(_row(checked, chunks, frames))
                 counts.records = checked.number
                 counts.bases += len(checked.record.sequence)
-                counts.invalid += checked.refusal is not None and checked.refusal[0] == INVALID
-                counts.too_short += checked.refusal is not None and checked.refusal[0] == TOO_SHORT
+                refused = checked.refusal[0] if checked.refusal else None
+                counts.invalid += refused == INVALID
+                counts.too_short += refused == TOO_SHORT
                 chunks = frames = 0
         rows.write("".join(lines))
     return counts
@@ -468,7 +469,10 @@ def prepare(
             if counts.invalid:
                 log.warning("%s: %d of %d records are invalid and were skipped", path, counts.invalid, counts.records)
             if counts.too_short:
-                log.warning("%s: %d of %d records are shorter than the minimum length, %d bp, and were not scored", path, counts.too_short, counts.records, min_length)
+                log.warning(
+                    "%s: %d of %d records are shorter than the minimum length, %d bp, and were not scored",
+                    path, counts.too_short, counts.records, min_length,
+                )
             if counts.rna:
                 log.warning("%s: %d records are RNA (U for T): U read as T for translation and embedding", path, counts.rna)
             tokens = np.frombuffer(spool.tokens, dtype=spool.tokens.typecode)

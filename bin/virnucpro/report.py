@@ -668,12 +668,12 @@ TEST_MODELS_BANNER = (
 )
 
 
-def render_html(run: RunCalls, models: Sequence[dict], stages: Sequence[dict], info: RunInfo | None = None, created: datetime | None = None) -> str:
-    """The report page; ``info`` (with ``created``, the time the page is made) adds the run section."""
+def render_html(run: RunCalls, models: Sequence[dict], stages: Sequence[dict], created: datetime, info: RunInfo | None = None) -> str:
+    """The report page, made at ``created``; ``info`` adds the run section."""
     sequences = sum(sample.counts["sequences"] for sample in run.samples)
     virus = sum(sample.counts["virus"] for sample in run.samples)
     banner = TEST_MODELS_BANNER if any(model[TEST_ONLY] for model in models) else ""
-    run_section = _run_section(info, created) if info is not None and created is not None else ""
+    run_section = _run_section(info, created) if info is not None else ""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

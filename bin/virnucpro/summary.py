@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import IO, Iterable, Iterator, Mapping, Sequence
 
 from .contracts import (
-    CALL_COLUMNS, CALL_STATUSES, CALLS, DEFAULT_THRESHOLD, FLAG_VALUES, HIGHEST_SCORES, NO_OPEN_FRAME, NON_VIRUS, PENDING, PREDICTION_HEADER,
+    CALL_COLUMNS, CALL_STATUSES, CALLS, DEFAULT_THRESHOLD, HIGHEST_SCORES, NO_OPEN_FRAME, NON_VIRUS, PENDING, PREDICTION_HEADER,
     PREDICTION_RESULTS, SAMPLE_RESULT_FILES, SCORED, SEQUENCE_CALLS, SUMMARY_JSON, VIRAL_SEQUENCES, VIRUS, FrameIdDigest,
-    Prediction, SequenceEntry, Shard, call_rule, chunk_of, file_sha256, parse_frame_id, parse_prediction, prediction_lines,
+    Prediction, SequenceEntry, Shard, call_rule, chunk_of, file_sha256, flag, parse_frame_id, parse_prediction, prediction_lines,
     read_predictions, read_sequences, read_shards, record_digest, tsv_line,
 )  # fmt: skip
 from .atomic import atomic_folder
@@ -297,12 +297,12 @@ def shorter_than_chunk(entry: SequenceEntry, chunk_size: int) -> bool:
     return entry.length < chunk_size
 
 
-def call_row(sample: str, entry: SequenceEntry, scores: SequenceScores, mean: float | None, call: str, chunk_size: int) -> list[object]:
+def call_row(sample: str, entry: SequenceEntry, scores: SequenceScores, mean: float | None, call: str, short: bool) -> list[object]:
     chunks = scores.chunk_scores
     return [
         sample, entry.sequence_id, entry.input_id, entry.length, entry.chunks, len(chunks), scores.frames, scores.viral_chunks,
         format_score(scores.viral_chunks / len(chunks) if chunks else None), format_score(max(chunks) if chunks else None),
-        format_score(mean), call, call_status(entry), entry.reason, FLAG_VALUES[not shorter_than_chunk(entry, chunk_size)],
+        format_score(mean), call, call_status(entry), entry.reason, flag(short),
     ]  # fmt: skip
 
 
@@ -384,10 +384,11 @@ def call_sequences(inputs: SampleInputs, stream: ShardStream, verdicts: SortedVe
         scores = score_sequence(entry, stream, verdicts, inputs.sequences)
         mean = scores.mean()
         call = call_of(mean, inputs.threshold)
-        calls.write(tsv_line(call_row(inputs.sample, entry, scores, mean, call, inputs.chunk_size)))
+        short = shorter_than_chunk(entry, inputs.chunk_size)
+        calls.write(tsv_line(call_row(inputs.sample, entry, scores, mean, call, short)))
         if viral is not None and call == VIRUS:
             viral.write(f">{record.header}\n{wrap(record.sequence)}")
-        tally.add(entry, scores, call, shorter_than_chunk(entry, inputs.chunk_size))
+        tally.add(entry, scores, call, short)
     leftover = stream.next()
     if leftover is not None:
         line, prediction = leftover
