@@ -156,6 +156,12 @@ def add(total: Measure | None, part: Measure) -> Measure:
     return Measure(total.seconds + part.seconds, max(total.peak_bytes, part.peak_bytes), total.written_bytes + part.written_bytes, status)
 
 
+def accepted(bin_dir: Path, script: str, option: str, value: str) -> list[str]:
+    """[option, value] when this version's script has the option (the baseline may predate it)."""
+    usage = subprocess.run([sys.executable, str(bin_dir / script), "--help"], capture_output=True, text=True, cwd=bin_dir).stdout
+    return [option, value] if option in usage else []
+
+
 def run_version(name: str, bin_dir: Path, work: Path, samples: dict[str, Path], classifier: Path, chunk_size: int) -> dict[str, Measure]:
     """Every stage of one version over every sample; per stage the sum of seconds and bytes, the
     largest peak."""
@@ -188,7 +194,8 @@ def run_version(name: str, bin_dir: Path, work: Path, samples: dict[str, Path], 
         outdir = folder / "results"
         step = timed([python, str(bin_dir / "summarize.py"), "--sample", sample, "--predictions", *map(str, predictions),
                       "--sequences", f"{prefix}.sequences.tsv", "--fasta", str(fasta), "--outdir", str(outdir),
-                      "--metrics", str(metrics[-1]), "--quiet"], bin_dir, [outdir])
+                      *accepted(bin_dir, "summarize.py", "--chunk-size", str(chunk_size)), "--metrics", str(metrics[-1]), "--quiet"],
+                     bin_dir, [outdir])  # fmt: skip
         results["summarize"] = add(results["summarize"], step)
         calls.append(outdir / "sequence_calls.tsv")
     models = work / name / "models.json"

@@ -36,7 +36,7 @@ def main(args) -> None:
     if args.metrics:
         write_metrics(
             args.metrics, stage="classify_frames", name=Path(args.out).name.removesuffix(PREDICTIONS_SUFFIX),
-            items=frames, tokens=0, seconds=time.perf_counter() - started, device=str(device), precision="fp32",
+            items=frames, tokens=None, seconds=time.perf_counter() - started, device=str(device), precision="fp32",
         )
     cli.log.info("scored %d frames from %s", frames, args.dnabert)
 

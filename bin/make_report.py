@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Write the run's HTML report (self-contained: inline CSS and SVG) and its MultiQC table from
-every sample's sequence_calls.tsv (with the summary.json beside it), models.json and the stages'
-metrics files."""
+every sample's sequence_calls.tsv (with the summary.json beside it), models.json, the stages'
+metrics files and, optionally, the run information Nextflow knows (start, command line, versions,
+parameters)."""
 
 import sys
+from datetime import datetime, timezone
 
 from virnucpro import cli
 from virnucpro.atomic import write_text
 from virnucpro.metrics import aggregate_stages, read_metrics
-from virnucpro.report import format_mqc, read_models, read_run_calls, render_html
+from virnucpro.report import format_mqc, read_models, read_run_calls, read_run_info, render_html
 
 
 def build_parser():
@@ -20,6 +22,8 @@ def build_parser():
     parser.add_argument("--out", required=True, help="the HTML report to write")
     parser.add_argument("--mqc", required=True, help="the MultiQC custom-content table to write (one row per sample)")
     parser.add_argument("--metrics", nargs="*", default=[], help="metrics JSON files of the run's tasks, aggregated per stage")
+    parser.add_argument("--run-info", help="JSON from the workflow: pipeline, pipeline_version, nextflow_version, run_name, profile, "
+                                           "command_line, started (ISO 8601 with time zone) and params; adds the run section")  # fmt: skip
     return parser
 
 
@@ -27,7 +31,8 @@ def main(args) -> None:
     run = read_run_calls(args.calls)
     models = read_models(args.models)
     stages = aggregate_stages(read_metrics(args.metrics))
-    html = render_html(run, models, stages)
+    info = read_run_info(args.run_info) if args.run_info else None
+    html = render_html(run, models, stages, datetime.now(timezone.utc), info)
     mqc = format_mqc(run)
     write_text(args.out, html)
     write_text(args.mqc, mqc)

@@ -28,6 +28,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.make_parser(__doc__)
     parser.add_argument("--fasta", required=True, help="input nucleotide FASTA, plain or gzip-compressed")
@@ -53,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-invalid", action="store_true",
         help="record empty or non-nucleotide sequences as invalid in P.sequences.tsv instead of failing",
     )
+    parser.add_argument(
+        "--min-length", type=non_negative_int, default=prepare.DEFAULT_MIN_LENGTH,
+        help="list sequences shorter than this (bp) as too_short in P.sequences.tsv instead of chunking them "
+        "(0: chunk every sequence, as the original)",
+    )
     parser.add_argument("--metrics", help="write timings and counts to this JSON file")
     return parser
 
@@ -61,7 +73,7 @@ def main(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     summary = prepare.prepare(
         args.fasta, args.chunk_size, args.prefix, shard_tokens=args.shard_tokens, shard_frames=args.shard_size,
-        rename_duplicates=args.rename_duplicates, skip_invalid=args.skip_invalid,
+        rename_duplicates=args.rename_duplicates, skip_invalid=args.skip_invalid, min_length=args.min_length,
     )
     seconds = time.perf_counter() - started
     log.info(

@@ -20,6 +20,8 @@ def build_parser():
     parser.add_argument("--sequences", required=True, help="P.sequences.tsv from prepare_frames.py: every input sequence and its status")
     parser.add_argument("--fasta", help="the sample's input FASTA (plain or gzip) that prepare_frames.py read; without it no viral_sequences.fasta is written")
     parser.add_argument("--outdir", required=True, help="the result folder, replaced as a whole (an existing one may hold only result files)")
+    parser.add_argument("--chunk-size", type=int, required=True,
+                        help="the chunk length prepare_frames.py cut the sequences into: sequences shorter than it are flagged shorter_than_chunk")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="a sequence is called virus when its mean chunk virus score is at least this")
     parser.add_argument("--metrics", nargs="*", default=[], help="metrics JSON files of this sample's stages, summed per stage into summary.json")
     return parser
@@ -36,7 +38,7 @@ def main(args) -> None:
     sample = args.sample or prefix
     shards = args.shards or str(Path(args.sequences).with_name(f"{prefix}{SHARDS_SUFFIX}"))
     stages = aggregate_stages(read_metrics(args.metrics)) if args.metrics else None
-    summary = summarize(sample, args.predictions, shards, args.sequences, args.fasta, args.outdir, args.threshold, stages)
+    summary = summarize(sample, args.predictions, shards, args.sequences, args.fasta, args.outdir, args.chunk_size, args.threshold, stages)
     cli.log.info(
         "%s: %d sequences, %d virus, %d non-virus", sample, summary["sequences"], summary["calls"]["virus"], summary["calls"]["non-virus"]
     )

@@ -65,7 +65,7 @@ def stages() -> list[Stage]:
 def summarize_stage(shards: int, threshold: str) -> Stage:
     predictions = [f"{{base}}/s.{number:04d}.predictions.tsv" for number in range(1, shards + 1)]
     return Stage("summarize", "summarize.py", ("--sample", "s", "--predictions", *predictions, "--sequences", "{base}/s.sequences.tsv",
-                 "--fasta", str(CORPUS), "--outdir", "{out}/s", "--threshold", threshold),
+                 "--fasta", str(CORPUS), "--outdir", "{out}/s", "--chunk-size", "300", "--threshold", threshold),
                  tuple(f"s/{name}" for name in ("prediction_results.txt", "prediction_results_highestscore.csv",
                                                 "sequence_calls.tsv", "viral_sequences.fasta", "summary.json")))
 

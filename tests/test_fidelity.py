@@ -28,7 +28,7 @@ def test_the_chain_reproduces_the_original_result_files(reference, tmp_path, chu
                    "--device", "cpu", "--quiet")  # fmt: skip
     run_script("summarize.py", "--sample", "S", "--predictions", *(tmp_path / f"{shard}.predictions.tsv" for shard in shards),
                "--sequences", tmp_path / "S.sequences.tsv", "--fasta", reference / "input.fa", "--outdir", tmp_path / "out",
-               "--quiet")  # fmt: skip
+               "--chunk-size", chunk_size, "--quiet")  # fmt: skip
 
     out = tmp_path / "out"
     assert_predictions_match(out / "prediction_results.txt", expected / f"prediction_results_{chunk_size}.txt")

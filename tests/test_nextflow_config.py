@@ -77,6 +77,15 @@ def test_lint_reports_mistakes(tmp_path):
     assert "broken.config:1:" in messages, messages
 
 
+@pytest.mark.parametrize("parser", sorted(PARSERS))
+def test_the_launch_reads_the_manifest_without_warning(nxf_home, parser):
+    """`nextflow run .` reads the manifest of nextflow.config before it binds projectDir: nothing there
+    may call a method on it (a warning at every launch). Offline the run stops at the nf-schema plugin."""
+    result = nextflow(nxf_home, parser, "run", ".", "--help", timeout=120)
+    output = result.stdout + result.stderr
+    assert "Launching `./main.nf`" in output and "WARN" not in output, output
+
+
 def resolved(nxf_home: Path, parser: str, profiles: str) -> str:
     result = nextflow(nxf_home, parser, "config", PROJECT, "-flat", "-profile", profiles)
     assert result.returncode == 0, f"nextflow config -profile {profiles} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}"

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import csv
 import json
+import platform
+import re
+import shutil
 import subprocess
 import sys
 import uuid
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from nextflow_cli import PARSERS, nextflow
 from nf_modules import MODULES, REPO, command_template, render
@@ -157,13 +161,15 @@ def by_hand(tmp_path_factory) -> Path:
         run_module("summarize", {
             "meta.id": sample, "prediction_option": f"--predictions {' '.join(predictions)}" if predictions else "",
             "shards": f"{sample}.shards.tsv", "sequences": f"{sample}.sequences.tsv", "fasta": str(fasta),
-            "metrics.join(' ')": " ".join(sample_metrics), "args": "--threshold 0.5",
+            "metrics.join(' ')": " ".join(sample_metrics), "chunk_size": CHUNK_SIZE, "args": "--threshold 0.5",
         })
         all_metrics += sample_metrics
         calls.append(f"{sample}/sequence_calls.tsv")
+    run_info = work / "run_info.json"
+    run_info.write_text(json.dumps({"pipeline": "by hand", "started": "2026-01-01T00:00:00Z", "params": {}}))
     run_module("make_report", {
         "calls": " ".join(calls), "models": str(work / key / "models.json"), "metrics.join(' ')": " ".join(all_metrics),
-        "args": "",
+        "run_info": str(run_info), "args": "",
     })
     return work
 
@@ -196,6 +202,7 @@ def test_every_input_sequence_is_called(first_run, sample):
     calls = read_tsv(run.outdir / sample / "sequence_calls.tsv")
     assert [row["sequence_id"] for row in calls] == fasta_ids(SAMPLES[sample])
     assert {row["sample"] for row in calls} == {sample}
+    assert [row["shorter_than_chunk"] == "true" for row in calls] == [int(row["length"]) < int(CHUNK_SIZE) for row in calls]
 
 
 def test_a_sample_without_frames_gets_its_results(first_run):
@@ -210,26 +217,47 @@ def test_outputs_equal_the_scripts_run_by_hand(first_run, by_hand):
     assert "<html" in (run.outdir / "report.html").read_text().lower()
 
 
+def test_the_report_states_the_run(first_run):
+    run, name = first_run
+    html = (run.outdir / "report.html").read_text()
+    section = html[html.index("<h2>Run</h2>"):html.index("<h2>Samples</h2>")]
+    for fact in (name, "virnucpro-nf/virnucpro-nf 0.1.0", "25.04.4", "wall time up to this report", "--model_cache"):
+        assert fact in section, fact
+    assert re.search(r"<td[^>]*>chunk_size</td><td[^>]*>500</td>", section) and re.search(r"<td[^>]*>tiny_models</td><td[^>]*>true</td>", section)
+    assert "Test models: these calls mean nothing" in html
+
+
 def test_pipeline_info(first_run):
     run, _ = first_run
     info = run.outdir / "pipeline_info"
     models = json.loads((info / "models.json").read_text())
     assert set(models) == {"dnabert", "esm", "classifier"} and all(len(entry["sha256"]) == 64 for entry in models.values())
-    versions = (info / "software_versions.yml").read_text()
-    assert {line[:-1] for line in versions.splitlines() if not line.startswith(" ")} == PROCESSES
-    assert versions.count("virnucpro 0.1.0") == len(PROCESSES)
+    assert all(entry["test_only"] for entry in models.values())
+    # MultiQC's software versions: process -> {tool: version}, and the workflow's own
+    versions = yaml.safe_load((info / "virnucpro_software_mqc_versions.yml").read_text())
+    assert set(versions) == PROCESSES | {"Workflow"}
+    assert versions["Workflow"] == {"virnucpro-nf/virnucpro-nf": "0.1.0", "Nextflow": "25.04.4"}
+    for process in PROCESSES:
+        assert versions[process]["virnucpro"] == "0.1.0" and versions[process]["python"] == platform.python_version(), versions[process]
+        assert all(isinstance(version, str) for version in versions[process].values())
 
 
 STORED = "[skipping] Stored process > PIPELINE:VIRNUCPRO:STAGE_MODELS"
 
 
 def test_resume_caches_every_task(first_run, resumed_run):
+    """Every task is cached but MAKE_REPORT, whose report states the run it belongs to (its start and
+    command line)."""
     first, _ = first_run
     trace = resumed_run.trace()
-    assert {row["status"] for row in trace} == {"CACHED"}, trace
+    assert {(process_of(row), row["status"]) for row in trace if process_of(row) != "MAKE_REPORT"} <= {(p, "CACHED") for p in PROCESSES}, trace
+    assert [row["status"] for row in trace if process_of(row) == "MAKE_REPORT"] == ["COMPLETED"]
     # STAGE_MODELS is found in the model cache (storeDir), which the trace file does not list
     assert STORED in resumed_run.output
-    assert sorted(row["hash"] for row in trace) == sorted(row["hash"] for row in first.trace() if process_of(row) != "STAGE_MODELS")
+    stored_or_remade = {"STAGE_MODELS", "MAKE_REPORT"}
+    assert sorted(row["hash"] for row in trace if process_of(row) not in stored_or_remade) == sorted(
+        row["hash"] for row in first.trace() if process_of(row) not in stored_or_remade
+    )
     assert_same_results(resumed_run.outdir, first.outdir)
 
 
@@ -239,7 +267,7 @@ def test_model_cache_is_reused(second_run, model_cache):
     scripts = [path.read_text() for path in second_run.work.rglob(".command.sh")]
     assert scripts and not any("stage_models.py" in script for script in scripts), "STAGE_MODELS ran its script again"
     assert len([path for path in model_cache.iterdir() if path.name.startswith("virnucpro-models-")]) == 1
-    assert "STAGE_MODELS:" in (second_run.outdir / "pipeline_info" / "software_versions.yml").read_text()
+    assert "STAGE_MODELS" in yaml.safe_load((second_run.outdir / "pipeline_info" / "virnucpro_software_mqc_versions.yml").read_text())
 
 
 def test_a_task_that_exits_75_is_retried(second_run):

@@ -271,6 +271,25 @@ def test_skip_invalid_records_the_reason(tmp_path) -> None:
     assert {i.rpartition("_chunk_")[0] for i, _ in records(tmp_path / "s.0001.fna")} == {"a", "d"}
 
 
+def test_min_length_lists_shorter_sequences_as_too_short(tmp_path) -> None:
+    """--min-length 12: the 9 and 11 bp records are too_short (an invalid one stays invalid) and are
+    never chunked; the 12 bp record and the one after them are prepared exactly as without it."""
+    fasta = write(tmp_path / "in.fa", ">a\nATGAAACCC\n>b\nATGAAACCCGG\n>c\nATG-J\n>d\nATGAAACCCGGG\n>e\nATGAAACCCGGGTTTAAA\n")
+    result = prepare(fasta, tmp_path / "s", "--min-length", 12, "--skip-invalid")
+    _, rows = read_tsv(tmp_path / "s.sequences.tsv")
+    reason = "shorter than the minimum length, 12 bp"
+    assert [(row[1], row[4], row[5], row[6], row[7]) for row in rows][:3] == [
+        ("a", "0", "0", "too_short", reason), ("b", "0", "0", "too_short", reason), ("c", "0", "0", "invalid", rows[2][7]),
+    ]
+    assert [row[6] for row in rows[3:]] == ["pending", "pending"]
+    assert {i.rpartition("_chunk_")[0] for i, _ in records(tmp_path / "s.0001.fna")} == {"d", "e"}
+    assert "2 of 5 records are shorter than the minimum length, 12 bp" in result.stderr
+    prepare(write(tmp_path / "rest.fa", ">d\nATGAAACCCGGG\n>e\nATGAAACCCGGGTTTAAA\n"), tmp_path / "r")
+    assert records(tmp_path / "s.0001.faa") == records(tmp_path / "r.0001.faa")
+    refused = prepare(fasta, tmp_path / "x", "--min-length", -1, check=False)
+    assert refused.returncode == 2 and "must be 0 or more" in refused.stderr
+
+
 def test_rename_duplicates(tmp_path) -> None:
     fasta = write(tmp_path / "in.fa", "".join(f">{name}\nATGAAACCC\n" for name in ["x", "x", "x_dup2", "x", "x_dup1"]))
     prepare(fasta, tmp_path / "s", "--rename-duplicates")

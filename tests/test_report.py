@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import run_script
 from virnucpro.contracts import CALL_COLUMNS
-from virnucpro.report import TOP_SEQUENCES, Histogram
+from virnucpro.report import REASONS_PER_STATUS, TOP_SEQUENCES, Histogram
 
 EVIL_ID = 'contig<script>alert("x")</script>&' + "very_long_identifier_" * 8
 MODELS = {
@@ -21,24 +23,29 @@ MODELS = {
 }
 
 
-def calls_row(sample: str, sequence_id: str, status: str, max_score: str = "", mean_score: str = "", call: str = "") -> str:
+def calls_row(
+    sample: str, sequence_id: str, status: str, max_score: str = "", mean_score: str = "", call: str = "", *,
+    reason: str = "no open frame", short: bool = False,
+) -> str:
     scored = status == "scored"
     values = {
-        "sample": sample, "sequence_id": sequence_id, "input_id": sequence_id, "length": "1200", "chunks": "3",
-        "chunks_scored": "2" if scored else "0", "frames_scored": "5" if scored else "0", "viral_chunks": "1" if scored else "0",
-        "viral_chunk_fraction": "0.500000" if scored else "", "max_chunk_score": max_score, "mean_chunk_score": mean_score,
-        "call": call, "status": status, "reason": "" if scored else "no open frame",
+        "sample": sample, "sequence_id": sequence_id, "input_id": sequence_id, "length": "120" if short else "1200",
+        "chunks": "1" if short else "3", "chunks_scored": "2" if scored else "0", "frames_scored": "5" if scored else "0",
+        "viral_chunks": "1" if scored else "0", "viral_chunk_fraction": "0.500000" if scored else "", "max_chunk_score": max_score,
+        "mean_chunk_score": mean_score, "call": call, "status": status, "reason": "" if scored else reason,
+        "shorter_than_chunk": "true" if short else "false",
     }  # fmt: skip
     return "\t".join(values[column] for column in CALL_COLUMNS)
 
 
-def write_calls(directory: Path, sample: str, rows: list[str], threshold: float = 0.5) -> Path:
+def write_calls(directory: Path, sample: str, rows: list[str], threshold: float = 0.5, chunk_size: int = 500) -> Path:
     """A result folder as summarize.py leaves it: sequence_calls.tsv sealed by its summary.json."""
     directory.mkdir(parents=True)
     path = directory / "sequence_calls.tsv"
     path.write_text("\t".join(CALL_COLUMNS) + "\n" + "".join(f"{row}\n" for row in rows))
     files = {"sequence_calls.tsv": hashlib.sha256(path.read_bytes()).hexdigest()}
-    (directory / "summary.json").write_text(json.dumps({"sample": sample, "threshold": threshold, "files": files}))
+    summary = {"sample": sample, "threshold": threshold, "chunk_size": chunk_size, "files": files}
+    (directory / "summary.json").write_text(json.dumps(summary))
     return path
 
 
@@ -100,15 +107,34 @@ def test_report_content(tmp_path, run_inputs):
     assert top.index("&lt;script&gt;") < top.index(">a1<") < top.index(">plain_2<")
 
 
+def mqc_parts(path: Path) -> tuple[dict, list[list[str]]]:
+    """The header as MultiQC's custom content reads it (the '#' lines as one YAML document) and the table."""
+    lines = path.read_text().splitlines()
+    config = yaml.safe_load("\n".join(line[1:] for line in lines if line.startswith("#")))
+    return config, [line.split("\t") for line in lines if not line.startswith("#")]
+
+
+MQC_HEADER = [
+    "Sample", "sequences", "scored", "virus", "non_virus", "virus_pct_of_scored", "virus_pct_of_all", "scored_shorter_than_chunk",
+    "no_open_frame", "too_short", "invalid",
+]  # fmt: skip
+
+
 def test_mqc_table(tmp_path, run_inputs):
     make_report(tmp_path, *run_inputs)
-    lines = (tmp_path / "virnucpro_mqc.tsv").read_text().splitlines()
-    comments = [line for line in lines if line.startswith("#")]
-    assert "# id: 'virnucpro'" in comments and "# plot_type: 'table'" in comments
-    assert any(line.startswith("# section_name:") for line in comments)
-    header, *rows = [line.split("\t") for line in lines if not line.startswith("#")]
-    assert header == ["Sample", "sequences", "scored", "no_open_frame", "invalid", "virus", "non_virus", "virus_percent"]
-    assert rows == [["sample_A", "1", "1", "0", "0", "1", "0", "100.00"], ["sample_B", "3", "2", "1", "0", "1", "1", "50.00"]]
+    config, (header, *rows) = mqc_parts(tmp_path / "virnucpro_mqc.tsv")
+    assert (config["id"], config["plot_type"], config["format"], config["section_name"]) == ("virnucpro", "table", "tsv", "VirNucPro")
+    assert header == MQC_HEADER
+    # every column described, counts as integers, percentages bounded and marked as such
+    assert list(config["headers"]) == header[1:]
+    for column, spec in config["headers"].items():
+        assert spec["title"] and spec["description"] and spec["format"], column
+    assert config["headers"]["virus_pct_of_scored"]["suffix"] == "%" and config["headers"]["virus_pct_of_scored"]["max"] == 100
+    assert "of the scored" in config["headers"]["virus_pct_of_scored"]["description"]
+    assert rows == [
+        ["sample_A", "1", "1", "1", "0", "100.00", "100.00", "0", "0", "0", "0"],
+        ["sample_B", "3", "2", "1", "1", "50.00", "33.33", "0", "1", "0", "0"],
+    ]
 
 
 def test_rerun_is_byte_identical_whatever_the_input_order(tmp_path, run_inputs):
@@ -142,7 +168,7 @@ def test_the_report_states_the_threshold_of_the_summaries(tmp_path, run_inputs):
     calls = [write_calls(tmp_path / "c", "sample_C", [calls_row("sample_C", "c1", "scored", "0.800000", "0.750000", "virus")], threshold=0.7)]
     make_report(tmp_path, calls, models, metrics)
     assert "at least 0.7," in (tmp_path / "report.html").read_text() and "threshold 0.7<" in (tmp_path / "report.html").read_text()
-    assert "score >= 0.7)" in (tmp_path / "virnucpro_mqc.tsv").read_text()
+    assert "score >= 0.7;" in (tmp_path / "virnucpro_mqc.tsv").read_text()
 
 
 def test_samples_called_with_different_thresholds_fail(tmp_path, run_inputs):
@@ -183,7 +209,8 @@ def test_a_calls_file_not_sealed_by_its_summary_fails(tmp_path, run_inputs, chan
         ("max_chunk_score", "1.5", "line 2: max_chunk_score '1.5' is not a score between 0 and 1"),
         ("chunks_scored", "2.0", "line 2: chunks_scored '2.0' is not an integer"),
         ("call", "maybe", "line 2: call 'maybe' where status scored needs one of virus, non-virus"),
-        ("status", "done", "line 2: status 'done' is not one of scored, no_open_frame, invalid"),
+        ("status", "done", "line 2: status 'done' is not one of scored, no_open_frame, too_short, invalid"),
+        ("shorter_than_chunk", "yes", "line 2: shorter_than_chunk 'yes' is not one of true, false"),
     ],
 )
 def test_bad_values_in_a_calls_table_fail(tmp_path, run_inputs, column, value, needle):
@@ -204,8 +231,8 @@ def test_tolerates_sparse_metrics_and_no_scored_sequences(tmp_path):
     make_report(tmp_path, calls, tmp_path / "models.json", [tmp_path / "m.json"])
     html = (tmp_path / "report.html").read_text()
     assert ">summarize<" in html and ">classifier<" in html
-    rows = [line for line in (tmp_path / "virnucpro_mqc.tsv").read_text().splitlines() if not line.startswith(("#", "Sample"))]
-    assert rows == ["invalid_only\t1\t0\t0\t1\t0\t0\t", "no_sequences\t0\t0\t0\t0\t0\t0\t"]
+    _, (_, *rows) = mqc_parts(tmp_path / "virnucpro_mqc.tsv")
+    assert rows == [["invalid_only", "1", "0", "0", "0", "", "0.00", "0", "0", "0", "1"], ["no_sequences", *"0000", "", "", *"0000"]]
 
 
 def test_bad_metrics_file_is_a_clear_error(tmp_path, run_inputs):
@@ -220,3 +247,98 @@ def test_histogram_bins():
     for value in (0.0, 0.049, 0.05, 0.5, 0.999, 1.0):
         histogram.add(value)
     assert histogram.counts == [2, 1] + [0] * 8 + [1] + [0] * 8 + [2] and histogram.total == 6
+
+
+# ---------------------------------------------------------------- provenance and the sequences without a call
+
+RUN_INFO = {
+    "pipeline": "virnucpro-nf/virnucpro-nf", "pipeline_version": "0.1.0", "nextflow_version": "25.04.4", "run_name": "tiny_turing",
+    "profile": "test,docker", "command_line": "nextflow run . -profile test,docker --outdir '<results>'",
+    "params": {"chunk_size": 500, "threshold": 0.5, "skip_invalid": False, "classifier": None, "input": "samples.csv"},
+}  # fmt: skip
+
+
+def cells(html: str, first: str) -> list[str]:
+    """The cells of the table row whose first cell is ``first``."""
+    row = re.search(rf"<tr><td[^>]*>{re.escape(first)}</td>.*?</tr>", html).group(0)
+    return re.findall(r"<td[^>]*>(.*?)</td>", row)
+
+
+def test_the_run_section_states_what_nextflow_knows(tmp_path, run_inputs):
+    started = datetime.now(timezone.utc) - timedelta(hours=2, minutes=5)
+    (tmp_path / "run.json").write_text(json.dumps({**RUN_INFO, "started": started.isoformat()}))
+    make_report(tmp_path, *run_inputs, "--run-info", tmp_path / "run.json")
+    html = (tmp_path / "report.html").read_text()
+    run = html[html.index("<h2>Run</h2>"):html.index("<h2>Samples</h2>")]
+    assert cells(run, "started")[1] == started.strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert cells(run, "wall time up to this report")[1].startswith("2 h 05 min")
+    assert cells(run, "pipeline")[1] == "virnucpro-nf/virnucpro-nf 0.1.0" and cells(run, "Nextflow")[1] == "25.04.4"
+    assert cells(run, "command line")[1] == "nextflow run . -profile test,docker --outdir &#x27;&lt;results&gt;&#x27;"
+    assert [cells(run, name)[1] for name in ("chunk_size", "classifier", "skip_invalid")] == ["500", "(not set)", "false"]
+    # without the run information (the scripts run by hand) the page has no run section and stays reproducible
+    make_report(tmp_path, *run_inputs)
+    assert "<h2>Run</h2>" not in (tmp_path / "report.html").read_text()
+
+
+@pytest.mark.parametrize("info, needle", [
+    ({**RUN_INFO, "started": "yesterday"}, "started 'yesterday' is not an ISO 8601 date and time"),
+    ({**RUN_INFO, "started": "2026-01-01T10:00:00"}, "has no time zone"),
+    ({**RUN_INFO, "started": "2026-01-01T10:00:00Z", "params": {"a": [1]}}, "params must be a JSON object of plain values"),
+])  # fmt: skip
+def test_bad_run_information_fails_cleanly(tmp_path, run_inputs, info, needle):
+    (tmp_path / "run.json").write_text(json.dumps(info))
+    assert_fails_cleanly(tmp_path, make_report(tmp_path, *run_inputs, "--run-info", tmp_path / "run.json", check=False), "run.json", needle)
+
+
+def test_test_models_are_announced(tmp_path, run_inputs):
+    calls, _, metrics = run_inputs
+    make_report(tmp_path, *run_inputs)
+    assert "these calls mean nothing" not in (tmp_path / "report.html").read_text()
+    tiny = {role: {**entry, "test_only": True} for role, entry in MODELS.items()}
+    (tmp_path / "tiny.json").write_text(json.dumps(tiny))
+    make_report(tmp_path, calls, tmp_path / "tiny.json", metrics)
+    html = (tmp_path / "report.html").read_text()
+    assert html.index("Test models: these calls mean nothing") < html.index("<h2>Samples</h2>")
+
+
+def test_sequences_without_a_call_are_counted_by_reason(tmp_path, run_inputs):
+    _, models, metrics = run_inputs
+    rows = [calls_row("s", f"n{number}", "no_open_frame", reason="every frame of every chunk has a stop codon") for number in range(3)]
+    rows += [calls_row("s", "t1", "too_short", reason="shorter than the minimum length, 300 bp", short=True)]
+    rows += [calls_row("s", f"i{number}", "invalid", reason=f"characters that are not IUPAC nucleotide codes: '{chr(74 + number)}'")
+             for number in range(REASONS_PER_STATUS + 2)]  # fmt: skip
+    rows += [calls_row("s", "v1", "scored", "0.9", "0.8", "virus", short=True), calls_row("s", "v2", "scored", "0.9", "0.8", "virus")]
+    make_report(tmp_path, [write_calls(tmp_path / "s", "s", rows)], models, metrics)
+    html = (tmp_path / "report.html").read_text()
+    section = html[html.index("<h2>Sequences without a call</h2>"):html.index("<h2>Score distributions")]
+    table = re.findall(r"<tr><td[^>]*>s</td><td[^>]*>(\w+)</td><td[^>]*>(.*?)</td><td[^>]*>([\d,]+)</td></tr>", section)
+    assert table[0] == ("no_open_frame", "every frame of every chunk has a stop codon", "3")
+    assert table[1] == ("too_short", "shorter than the minimum length, 300 bp", "1")
+    invalid = [(reason, count) for status, reason, count in table if status == "invalid"]
+    assert len(invalid) == REASONS_PER_STATUS + 1 and invalid[-1] == ("(other reasons)", "2")
+    assert "expected, not an error" in section  # what no_open_frame means
+    # the one scored sequence shorter than the chunk: counted and explained
+    sample_row = cells(html[html.index("<h2>Samples</h2>"):], "s")
+    assert sample_row[1:8] == [f"{len(rows)}", "2", "2", "0", "100.00%", "1", f"{len(rows) - 2}"]
+    assert "1 scored sequence(s) are shorter than the chunk length, 500 bp" in html
+    _, (_, row) = mqc_parts(tmp_path / "virnucpro_mqc.tsv")
+    assert row[MQC_HEADER.index("scored_shorter_than_chunk")] == "1" and row[MQC_HEADER.index("too_short")] == "1"
+
+
+def test_citations_and_no_token_rate_where_no_tokens_apply(tmp_path, run_inputs):
+    calls, models, metrics = run_inputs
+    (tmp_path / "classify.json").write_text(json.dumps({"stage": "classify_frames", "name": "x", "items": 1000, "tokens": None,
+                                                        "seconds": 2.0, "device": "cpu"}))  # fmt: skip
+    make_report(tmp_path, calls, models, [*metrics, tmp_path / "classify.json"])
+    html = (tmp_path / "report.html").read_text()
+    assert cells(html, "classify_frames")[3] == "–" and cells(html, "classify_frames")[7] == "–"  # tokens, tokens/s
+    assert cells(html, "classify_frames")[6] == "500.0"  # items/s
+    for doi in ("10.1093/bib/bbaf224", "10.1093/bioinformatics/btaf188", "10.1126/science.ade2574", "10.1038/nbt.3820"):
+        assert f"doi:{doi}" in html
+
+
+def test_samples_cut_into_chunks_of_different_sizes_fail(tmp_path, run_inputs):
+    calls, models, metrics = run_inputs
+    other = write_calls(tmp_path / "c", "sample_C", [calls_row("sample_C", "c1", "scored", "0.8", "0.75", "virus")], chunk_size=300)
+    result = make_report(tmp_path, [*calls, other], models, metrics, check=False)
+    assert_fails_cleanly(tmp_path, result, "has chunk_size 500 but", "has 300", "one chunk_size")

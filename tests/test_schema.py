@@ -1,8 +1,10 @@
 """nextflow_schema.json is a JSON Schema (draft 2020-12, nf-schema 2.x layout) whose parameters
-are exactly nextflow.config's, with the same defaults."""
+are exactly nextflow.config's, with the same defaults; assets/schema_input.json describes the
+samplesheet as the pipeline reads it."""
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from pathlib import Path
@@ -16,8 +18,9 @@ JSON_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": 
 # keywords nf-schema 2.x understands in a parameter (JSON Schema plus its own annotations)
 PARAMETER_KEYWORDS = {
     "type", "description", "default", "enum", "minimum", "maximum", "pattern", "format", "exists",
-    "mimetype", "schema", "help_text", "fa_icon", "hidden", "errorMessage",
+    "mimetype", "schema", "help_text", "fa_icon", "hidden", "errorMessage", "if", "then",
 }
+SAMPLESHEET_SCHEMA = json.loads((REPO / "assets" / "schema_input.json").read_text())
 GROUP_KEYWORDS = {"title", "type", "fa_icon", "description", "required", "properties"}
 
 
@@ -55,6 +58,10 @@ def schema_params() -> dict[str, dict]:
 
 def test_draft_2020_12_layout():
     assert SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    # nf-core's schema lint: the $id and title follow manifest.name
+    manifest_name = re.search(r"^\s*name\s*=\s*'([^']+)'", (REPO / "nextflow.config").read_text(), re.MULTILINE).group(1)
+    assert SCHEMA["$id"] == f"https://raw.githubusercontent.com/{manifest_name}/main/nextflow_schema.json"
+    assert SCHEMA["title"] == f"{manifest_name} pipeline parameters"
     assert SCHEMA["type"] == "object"
     assert "definitions" not in SCHEMA, "nf-schema 2.x expects $defs (draft 2020-12), not definitions"
     assert SCHEMA["allOf"] == [{"$ref": f"#/$defs/{name}"} for name in SCHEMA["$defs"]]
@@ -89,7 +96,7 @@ def test_parameters_match_the_config():
     schema = schema_params()
     assert set(schema) == set(config), f"only in schema: {set(schema) - set(config)}, only in config: {set(config) - set(schema)}"
     for name, default in config.items():
-        if default is None:  # an unset parameter has no default in the schema
+        if default is None or default is False:  # unset, or a false switch (nf-core's schema lint): no default in the schema
             assert "default" not in schema[name], name
         else:
             assert schema[name].get("default") == default and type(schema[name]["default"]) is type(default), name
@@ -132,7 +139,7 @@ def test_defaults_and_profiles_validate(profile):
 
 @pytest.mark.parametrize("name, value", [
     ("chunk_size", 400), ("chunk_size", "500"), ("threshold", 1.5), ("precision", "fp16"), ("use_gpu", "false"),
-    ("shard_tokens", 0), ("input", "two words.fa"),
+    ("shard_tokens", 0), ("input", "two words.fa"), ("min_length", -1), ("min_length", 1.5),
 ])
 def test_wrong_values_are_refused(name, value):
     values = {"input": "samples.csv", name: value}
@@ -142,3 +149,68 @@ def test_wrong_values_are_refused(name, value):
 def test_input_takes_a_file_or_a_glob():
     # nf-schema resolves a glob to a list of files, which its 'file-path' format refuses
     assert schema_params()["input"]["format"] == "file-path-pattern"
+
+
+def test_a_samplesheet_input_is_checked_against_the_samplesheet_schema():
+    """nf-schema reads the file a `schema` names as CSV (a FASTA too, which then fails), so it applies
+    to .csv inputs only; the mimetype offers samplesheets in Seqera Platform's launch form."""
+    spec = schema_params()["input"]
+    assert spec["mimetype"] == "text/csv" and spec["then"] == {"schema": "assets/schema_input.json"}
+    assert (REPO / spec["then"]["schema"]).is_file()
+    matches_if = Draft202012Validator(spec["if"]).is_valid
+    assert matches_if("samples.csv") and matches_if("s3://bucket/runs/samples.csv")
+    assert not any(map(matches_if, ["reads.fa", "reads.fasta.gz", "data/*.fa", "samples.csv.fa"]))
+
+
+# ---------------------------------------------------------------- the samplesheet
+
+def samplesheet_errors(rows: list[dict]) -> list[str]:
+    return [error.message for error in Draft202012Validator(SAMPLESHEET_SCHEMA).iter_errors(rows)]
+
+
+def read_samplesheet(path: Path) -> list[dict]:
+    """The rows as nf-schema gives them to the schema: header-keyed, values stripped."""
+    with open(path, newline="") as handle:
+        return [{key: value.strip() for key, value in row.items()} for row in csv.DictReader(handle)]
+
+
+def test_samplesheet_schema_is_valid_draft_2020_12():
+    Draft202012Validator.check_schema(SAMPLESHEET_SCHEMA)
+    assert SAMPLESHEET_SCHEMA["$id"].endswith("/main/assets/schema_input.json") and SAMPLESHEET_SCHEMA["type"] == "array"
+
+
+def test_the_bundled_samplesheet_is_valid():
+    assert not samplesheet_errors(read_samplesheet(REPO / "assets" / "samplesheet_test.csv"))
+
+
+# the pipeline's rule for sample names (they name the output folders): letters, digits, '.', '_' and
+# '-', starting with a letter or digit
+@pytest.mark.parametrize("sample, valid", [
+    ("gut_01", True), ("S1.rep-2", True), ("9lives", True), ("a", True),
+    ("_hidden", False), ("-x", False), (".x", False), ("two words", False), ("a/b", False), ("ß", False), ("", False),
+])  # fmt: skip
+def test_sample_names(sample, valid):
+    assert (not samplesheet_errors([{"sample": sample, "fasta": "reads.fa"}])) is valid
+
+
+@pytest.mark.parametrize("fasta, valid", [
+    ("reads.fa", True), ("reads.fasta.gz", True), ("/data/x.fna", True), ("s3://bucket/x.fas", True), ("x.fsa.gz", True),
+    ("reads.fastq", False), ("reads.fa.bz2", False), ("my reads.fa", False), ("reads", False), ("", False),
+])  # fmt: skip
+def test_fasta_paths(fasta, valid):
+    assert (not samplesheet_errors([{"sample": "s", "fasta": fasta}])) is valid
+
+
+@pytest.mark.parametrize("rows", [
+    [{"sample": "s"}],  # no FASTA
+    [{"fasta": "x.fa"}],  # no sample
+    {"sample": "s", "fasta": "x.fa"},  # not a list of rows
+])  # fmt: skip
+def test_rows_need_both_columns(rows):
+    assert samplesheet_errors(rows)
+
+
+def test_sample_names_are_unique():
+    """nf-schema's uniqueEntries (which jsonschema does not know) names the sample column."""
+    assert SAMPLESHEET_SCHEMA["uniqueEntries"] == ["sample"]
+    assert set(SAMPLESHEET_SCHEMA["uniqueEntries"]) <= set(SAMPLESHEET_SCHEMA["items"]["required"])

@@ -92,6 +92,7 @@ def test_local_models_are_used_in_place(tiny, tmp_path):
     assert entries["dnabert"].path == str((tiny / "dnabert" / tiny_models.DNABERT_NAME).resolve())
     assert entries["dnabert"].sha256 == contracts.file_sha256(tiny / "dnabert" / tiny_models.DNABERT_NAME / "pytorch_model.bin")
     assert entries["esm"].name == tiny_models.ESM_NAME
+    assert not any(entry.test_only for entry in entries.values())  # given by the user: real models as far as we know
     assert not outdir.exists() or not any(outdir.rglob("*.pt*")), "local models must not be copied"
 
 
@@ -148,6 +149,7 @@ def test_tiny_models_json(tiny):
     }
     for entry in models.values():
         assert entry["sha256"] == staging.model_sha256(tiny / entry["path"])
+        assert entry[contracts.TEST_ONLY] is True  # the report warns that the calls mean nothing
 
 
 def test_tiny_models_are_reproducible(tiny, tmp_path):

@@ -58,11 +58,11 @@ def read_table(path: Path) -> list[dict[str, str]]:
     return [dict(zip(header.split("\t"), line.split("\t"))) for line in lines]
 
 
-def summarize(directory: Path, prefix: str, predictions: list[Path], fasta: Path, *extra, check=True, out="out"):
+def summarize(directory: Path, prefix: str, predictions: list[Path], fasta: Path, *extra, chunk_size: int, check=True, out="out"):
     return run_script(
         "summarize.py", "--sample", "S1", "--predictions", *predictions,
         "--shards", directory / f"{prefix}.shards.tsv", "--sequences", directory / f"{prefix}.sequences.tsv",
-        "--fasta", fasta, "--outdir", directory / out, *extra, check=check,
+        "--fasta", fasta, "--outdir", directory / out, "--chunk-size", chunk_size, *extra, check=check,
     )  # fmt: skip
 
 
@@ -99,7 +99,7 @@ def reference_run(request, reference, tmp_path):
 
 def test_reproduces_the_original_result_files(reference, reference_run):
     chunk_size, predictions, directory = reference_run
-    summarize(directory, "P", list(reversed(predictions)), reference / "input.fa")  # any file order
+    summarize(directory, "P", list(reversed(predictions)), reference / "input.fa", chunk_size=chunk_size)  # any file order
     out = directory / "out"
     expected = reference / "expected"
     assert (out / "prediction_results.txt").read_bytes() == (expected / f"prediction_results_{chunk_size}.txt").read_bytes()
@@ -144,16 +144,18 @@ def test_external_sort_reproduces_the_original_order(reference, reference_run, m
     monkeypatch.setattr(summary_module, "SORT_RUN_CHUNKS", 7)
     monkeypatch.setattr(summary_module, "SORT_FAN_IN", 3)
     summary_module.summarize("P", [str(path) for path in predictions], str(directory / "P.shards.tsv"),
-                             str(directory / "P.sequences.tsv"), None, directory / "out")  # fmt: skip
+                             str(directory / "P.sequences.tsv"), None, directory / "out", chunk_size)  # fmt: skip
     assert (directory / "out" / "prediction_results_highestscore.csv").read_bytes() == (
         reference / "expected" / f"prediction_results_highestscore_{chunk_size}.csv"
     ).read_bytes()
 
 
 def test_the_issue_command_line_defaults_sample_and_shards_from_the_sequences_table(reference, reference_run):
-    """summarize.py --predictions ... --sequences P.sequences.tsv --outdir D, as the core-stages issue spells it."""
+    """summarize.py --predictions ... --sequences P.sequences.tsv --outdir D, as the core-stages issue spells it (with
+    the chunk size, which sets the shorter_than_chunk flag)."""
     chunk_size, predictions, directory = reference_run
-    result = run_script("summarize.py", "--predictions", *predictions, "--sequences", directory / "P.sequences.tsv", "--outdir", directory / "out")
+    result = run_script("summarize.py", "--predictions", *predictions, "--sequences", directory / "P.sequences.tsv", "--outdir", directory / "out",
+                        "--chunk-size", chunk_size)  # fmt: skip
     out = directory / "out"
     expected = reference / "expected"
     assert (out / "prediction_results_highestscore.csv").read_bytes() == (
@@ -162,37 +164,38 @@ def test_the_issue_command_line_defaults_sample_and_shards_from_the_sequences_ta
     assert {row["sample"] for row in read_table(out / "sequence_calls.tsv")} == {"P"}
     assert not (out / "viral_sequences.fasta").exists() and "viral_sequences.fasta is not written" in result.stderr
     (directory / "P.shards.tsv").unlink()  # the default shard table is required: completeness is always checked
-    missing = run_script("summarize.py", "--predictions", *predictions, "--sequences", directory / "P.sequences.tsv", "--outdir", directory / "again", check=False)
+    missing = run_script("summarize.py", "--predictions", *predictions, "--sequences", directory / "P.sequences.tsv", "--outdir", directory / "again",
+                         "--chunk-size", chunk_size, check=False)  # fmt: skip
     assert missing.returncode == 1 and "P.shards.tsv" in missing.stderr
 
 
 def test_rerun_is_byte_identical(reference, reference_run):
-    _, predictions, directory = reference_run
-    summarize(directory, "P", predictions, reference / "input.fa")
+    chunk_size, predictions, directory = reference_run
+    summarize(directory, "P", predictions, reference / "input.fa", chunk_size=chunk_size)
     first = folder_bytes(directory / "out")
-    summarize(directory, "P", list(reversed(predictions)), reference / "input.fa")
+    summarize(directory, "P", list(reversed(predictions)), reference / "input.fa", chunk_size=chunk_size)
     assert sorted(first) == sorted(OUTPUTS) and folder_bytes(directory / "out") == first
 
 
 def test_a_missing_shard_fails_and_writes_nothing(reference, reference_run):
-    _, predictions, directory = reference_run
-    result = summarize(directory, "P", [predictions[0], predictions[2]], reference / "input.fa", check=False)
+    chunk_size, predictions, directory = reference_run
+    result = summarize(directory, "P", [predictions[0], predictions[2]], reference / "input.fa", chunk_size=chunk_size, check=False)
     assert_fails_cleanly(result, "P.0002")
     assert not (directory / "out").exists()
 
 
 def test_a_truncated_shard_fails(reference, reference_run):
-    _, predictions, directory = reference_run
+    chunk_size, predictions, directory = reference_run
     lines = predictions[1].read_text().splitlines(keepends=True)
     predictions[1].write_text("".join(lines[:-1]))
-    result = summarize(directory, "P", predictions, reference / "input.fa", check=False)
+    result = summarize(directory, "P", predictions, reference / "input.fa", chunk_size=chunk_size, check=False)
     assert_fails_cleanly(result, "P.0002")
     assert sorted(path.name for path in directory.iterdir() if "out" in path.name) == []  # no result, no staging folder
 
 
 def test_the_same_shard_twice_fails(reference, reference_run):
-    _, predictions, directory = reference_run
-    result = summarize(directory, "P", [*predictions, predictions[0]], reference / "input.fa", check=False)
+    chunk_size, predictions, directory = reference_run
+    result = summarize(directory, "P", [*predictions, predictions[0]], reference / "input.fa", chunk_size=chunk_size, check=False)
     assert_fails_cleanly(result, "P.0001")
 
 
@@ -205,6 +208,7 @@ HAND_FASTA = (
     ">C\nAAAA\n"
     ">D\n"
 )
+HAND_CHUNK_SIZE = 10  # A (16 bp) is cut into 2 chunks, B (10 bp) into 1 full chunk, B_2 and C into 1 short chunk
 HAND_ROWS = [
     ("A", 2, 3, "pending", ""),
     ("B", 1, 1, "pending", ""),
@@ -231,17 +235,17 @@ def hand_case(tmp_path):
 
 def test_sequence_calls_computed_by_hand(hand_case):
     predictions, directory = hand_case
-    summarize(directory, "H", predictions, directory / "in.fa")
+    summarize(directory, "H", predictions, directory / "in.fa", chunk_size=HAND_CHUNK_SIZE)
     calls = (directory / "out" / "sequence_calls.tsv").read_text().splitlines()
     assert calls == [
         "sample\tsequence_id\tinput_id\tlength\tchunks\tchunks_scored\tframes_scored\tviral_chunks\t"
-        "viral_chunk_fraction\tmax_chunk_score\tmean_chunk_score\tcall\tstatus\treason",
+        "viral_chunk_fraction\tmax_chunk_score\tmean_chunk_score\tcall\tstatus\treason\tshorter_than_chunk",
         # chunk 1: max score2 0.7 >= max score1 0.6 -> viral, score 0.7; chunk 2: 0.2 < 0.8, score 0.2; mean 0.45
-        "S1\tA\tA\t16\t2\t2\t3\t1\t0.500000\t0.700000\t0.450000\tnon-virus\tscored\t",
-        "S1\tB\tB\t10\t1\t1\t1\t1\t1.000000\t0.900000\t0.900000\tvirus\tscored\t",
-        "S1\tB_2\tB\t8\t1\t1\t1\t1\t1.000000\t0.550000\t0.550000\tvirus\tscored\t",
-        "S1\tC\tC\t4\t1\t0\t0\t0\t\t\t\t\tno_open_frame\tno frame without a stop codon",
-        "S1\tD\tD\t0\t0\t0\t0\t0\t\t\t\t\tinvalid\tempty sequence",
+        "S1\tA\tA\t16\t2\t2\t3\t1\t0.500000\t0.700000\t0.450000\tnon-virus\tscored\t\tfalse",
+        "S1\tB\tB\t10\t1\t1\t1\t1\t1.000000\t0.900000\t0.900000\tvirus\tscored\t\tfalse",  # exactly one chunk long
+        "S1\tB_2\tB\t8\t1\t1\t1\t1\t1.000000\t0.550000\t0.550000\tvirus\tscored\t\ttrue",
+        "S1\tC\tC\t4\t1\t0\t0\t0\t\t\t\t\tno_open_frame\tno frame without a stop codon\ttrue",
+        "S1\tD\tD\t0\t0\t0\t0\t0\t\t\t\t\tinvalid\tempty sequence\ttrue",
     ]
     assert (directory / "out" / "prediction_results_highestscore.csv").read_text() == (
         "Modified_ID\tIs_Virus\nA_chunk_1\tTrue\nA_chunk_2\tFalse\nB_2_chunk_1\tTrue\nB_chunk_1\tTrue\n"
@@ -249,7 +253,8 @@ def test_sequence_calls_computed_by_hand(hand_case):
     # both records named B are called virus: each is written once, header and letters unchanged
     assert (directory / "out" / "viral_sequences.fasta").read_text() == ">B  two\tspaces\nacgtNNacgt\n>B duplicate\nGGGGCCCC\n"
     summary = json.loads((directory / "out" / "summary.json").read_text())
-    assert summary["status"] == {"scored": 3, "no_open_frame": 1, "invalid": 1}
+    assert summary["status"] == {"scored": 3, "no_open_frame": 1, "too_short": 0, "invalid": 1}
+    assert summary["chunk_size"] == HAND_CHUNK_SIZE and summary["scored_shorter_than_chunk"] == 1
     assert summary["calls"] == {"virus": 2, "non-virus": 1}
     assert (summary["chunks"], summary["chunks_scored"], summary["viral_chunks"], summary["frames_scored"]) == (5, 4, 3, 5)
     assert summary["threshold"] == 0.5 and "at least 0.5" in summary["call_rule"]
@@ -261,7 +266,7 @@ def test_sequence_calls_computed_by_hand(hand_case):
 
 def test_threshold_changes_the_call(hand_case):
     predictions, directory = hand_case
-    summarize(directory, "H", predictions, directory / "in.fa", "--threshold", "0.4")
+    summarize(directory, "H", predictions, directory / "in.fa", "--threshold", "0.4", chunk_size=HAND_CHUNK_SIZE)
     calls = {row["sequence_id"]: row["call"] for row in read_table(directory / "out" / "sequence_calls.tsv")}
     assert calls == {"A": "virus", "B": "virus", "B_2": "virus", "C": "", "D": ""}
     assert (directory / "out" / "viral_sequences.fasta").read_text().startswith(">A first one\nACGTACGTACGTACGT\n")
@@ -271,7 +276,7 @@ def test_a_prediction_for_an_unknown_sequence_fails(hand_case):
     _, directory = hand_case
     shards = [HAND_SHARDS[0], HAND_SHARDS[1] + ["Z_chunk_1F1\tvirus\t0.1\t0.9"]]
     predictions = write_shards(directory, "H", shards)  # a shard table that lists Z too: the sequences table disagrees
-    result = summarize(directory, "H", predictions, directory / "in.fa", check=False)
+    result = summarize(directory, "H", predictions, directory / "in.fa", check=False, chunk_size=HAND_CHUNK_SIZE)
     assert_fails_cleanly(result, "H.sequences.tsv", "Z_chunk_1F1", "H.0002")
 
 
@@ -279,7 +284,7 @@ def test_a_pending_sequence_without_predictions_fails(hand_case):
     predictions, directory = hand_case
     rows = [*HAND_ROWS[:3], ("C", 1, 2, "pending", ""), HAND_ROWS[4]]
     write_sequences(directory / "H.sequences.tsv", directory / "in.fa", rows)
-    result = summarize(directory, "H", predictions, directory / "in.fa", check=False)
+    result = summarize(directory, "H", predictions, directory / "in.fa", check=False, chunk_size=HAND_CHUNK_SIZE)
     assert_fails_cleanly(result, "H.sequences.tsv", "'C'")
     assert not (directory / "out").exists()
 
@@ -300,7 +305,7 @@ def test_predictions_of_other_frames_fail(hand_case, shard, row, replacement, ne
     lines = predictions[shard].read_text().splitlines(keepends=True)
     lines[row + 1] = replacement + "\n"
     predictions[shard].write_text("".join(lines))
-    result = summarize(directory, "H", predictions, directory / "in.fa", check=False)
+    result = summarize(directory, "H", predictions, directory / "in.fa", check=False, chunk_size=HAND_CHUNK_SIZE)
     assert_fails_cleanly(result, str(predictions[shard]), f"holds frames other than those of shard H.000{shard + 1}", *needles)
     assert not (directory / "out").exists()
 
@@ -318,7 +323,7 @@ def test_predictions_of_other_frames_fail(hand_case, shard, row, replacement, ne
 def test_a_fasta_other_than_the_prepared_one_fails(hand_case, fasta, needle):
     predictions, directory = hand_case
     (directory / "other.fa").write_text(fasta)
-    result = summarize(directory, "H", predictions, directory / "other.fa", check=False)
+    result = summarize(directory, "H", predictions, directory / "other.fa", check=False, chunk_size=HAND_CHUNK_SIZE)
     assert_fails_cleanly(result, "other.fa", needle)
 
 
@@ -336,7 +341,7 @@ def test_bad_values_in_the_tables_fail(hand_case, table, old, new, needle):
     predictions, directory = hand_case
     path = directory / table
     path.write_text(path.read_text().replace(old, new, 1))
-    result = summarize(directory, "H", predictions, directory / "in.fa", check=False)
+    result = summarize(directory, "H", predictions, directory / "in.fa", check=False, chunk_size=HAND_CHUNK_SIZE)
     assert_fails_cleanly(result, table, needle)
 
 
@@ -345,7 +350,7 @@ def test_empty_input_writes_headers_only(tmp_path):
     write_sequences(tmp_path / "E.sequences.tsv", tmp_path / "in.fa", [("C", 1, 0, "no_open_frame", "no open frame")])
     (tmp_path / "E.shards.tsv").write_text(tsv_line(SHARD_COLUMNS))
     run_script("summarize.py", "--sample", "S1", "--shards", tmp_path / "E.shards.tsv", "--sequences", tmp_path / "E.sequences.tsv",
-               "--fasta", tmp_path / "in.fa", "--outdir", tmp_path / "out")  # fmt: skip
+               "--fasta", tmp_path / "in.fa", "--outdir", tmp_path / "out", "--chunk-size", 300)  # fmt: skip
     out = tmp_path / "out"
     assert (out / "prediction_results.txt").read_text() == PREDICTIONS_HEADER
     assert (out / "prediction_results_highestscore.csv").read_text() == "Modified_ID\tIs_Virus\n"
@@ -363,7 +368,7 @@ def test_stage_metrics_are_summed_into_the_summary(hand_case):
         path.write_text(json.dumps({"stage": "embed_esm", "name": f"H.000{number}", "items": 10, "tokens": 100, "seconds": seconds,
                                     "load_seconds": 1.0, "device": "cuda:0", "precision": "bf16", "peak_gpu_memory_bytes": None}))  # fmt: skip
         metrics.append(path)
-    summarize(directory, "H", predictions, directory / "in.fa", "--metrics", *metrics)
+    summarize(directory, "H", predictions, directory / "in.fa", "--metrics", *metrics, chunk_size=HAND_CHUNK_SIZE)
     [stage] = json.loads((directory / "out" / "summary.json").read_text())["stages"]
     assert (stage["stage"], stage["tasks"], stage["items"], stage["seconds"], stage["items_per_second"]) == ("embed_esm", 2, 20, 5.0, 4.0)
 
@@ -373,9 +378,9 @@ def test_stage_metrics_are_summed_into_the_summary(hand_case):
 
 def test_a_second_run_replaces_the_whole_set(hand_case):
     predictions, directory = hand_case
-    summarize(directory, "H", predictions, directory / "in.fa", "--threshold", "0.4")
-    summarize(directory, "H", predictions, directory / "in.fa", "--threshold", "0.5")
-    summarize(directory, "H", predictions, directory / "in.fa", "--threshold", "0.5", out="fresh")
+    summarize(directory, "H", predictions, directory / "in.fa", "--threshold", "0.4", chunk_size=HAND_CHUNK_SIZE)
+    summarize(directory, "H", predictions, directory / "in.fa", "--threshold", "0.5", chunk_size=HAND_CHUNK_SIZE)
+    summarize(directory, "H", predictions, directory / "in.fa", "--threshold", "0.5", out="fresh", chunk_size=HAND_CHUNK_SIZE)
     assert folder_bytes(directory / "out") == folder_bytes(directory / "fresh")
     assert json.loads((directory / "out" / "summary.json").read_text())["threshold"] == 0.5
     assert not [path.name for path in directory.iterdir() if path.name.startswith(".")]  # no staging or old folder left
@@ -399,11 +404,11 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 def test_a_run_killed_midway_leaves_the_previous_set(hand_case):
     predictions, directory = hand_case
-    summarize(directory, "H", predictions, directory / "in.fa", "--threshold", "0.4")
+    summarize(directory, "H", predictions, directory / "in.fa", "--threshold", "0.4", chunk_size=HAND_CHUNK_SIZE)
     before = folder_bytes(directory / "out")
     command = [sys.executable, "-c", KILLED_MIDWAY, str(BIN), str(BIN / "summarize.py"), "--sample", "S1", "--predictions", *map(str, predictions),
                "--shards", str(directory / "H.shards.tsv"), "--sequences", str(directory / "H.sequences.tsv"),
-               "--fasta", str(directory / "in.fa"), "--outdir", str(directory / "out")]  # fmt: skip
+               "--fasta", str(directory / "in.fa"), "--outdir", str(directory / "out"), "--chunk-size", str(HAND_CHUNK_SIZE)]  # fmt: skip
     killed = subprocess.run(command, capture_output=True, text=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert [path.name for path in directory.iterdir() if path.name.startswith(".out.tmp")]  # it was killed mid-way
@@ -416,6 +421,26 @@ def test_an_outdir_with_other_files_is_not_replaced(hand_case):
     predictions, directory = hand_case
     (directory / "out").mkdir()
     (directory / "out" / "notes.txt").write_text("mine")
-    result = summarize(directory, "H", predictions, directory / "in.fa", check=False)
+    result = summarize(directory, "H", predictions, directory / "in.fa", check=False, chunk_size=HAND_CHUNK_SIZE)
     assert_fails_cleanly(result, "'notes.txt'", "not replaced")
     assert os.listdir(directory / "out") == ["notes.txt"]
+
+
+def test_a_chunk_size_other_than_the_prepared_one_fails(hand_case):
+    """The flag shorter_than_chunk comes from --chunk-size: one other than PREPARE's is caught by the chunk counts."""
+    predictions, directory = hand_case
+    result = summarize(directory, "H", predictions, directory / "in.fa", check=False, chunk_size=20)
+    assert_fails_cleanly(result, "H.sequences.tsv", "'A'", "2 chunks of a 16 bp sequence: not cut into chunks of --chunk-size 20")
+    assert not (directory / "out").exists()
+
+
+def test_too_short_sequences_are_listed_with_their_reason(hand_case):
+    predictions, directory = hand_case
+    reason = "shorter than the minimum length, 6 bp"
+    rows = [*HAND_ROWS[:3], ("C", 0, 0, "too_short", reason), HAND_ROWS[4]]
+    write_sequences(directory / "H.sequences.tsv", directory / "in.fa", rows)
+    summarize(directory, "H", predictions, directory / "in.fa", chunk_size=HAND_CHUNK_SIZE)
+    calls = {row["sequence_id"]: row for row in read_table(directory / "out" / "sequence_calls.tsv")}
+    assert (calls["C"]["status"], calls["C"]["reason"], calls["C"]["call"], calls["C"]["chunks"]) == ("too_short", reason, "", "0")
+    summary = json.loads((directory / "out" / "summary.json").read_text())
+    assert summary["status"] == {"scored": 3, "no_open_frame": 0, "too_short": 1, "invalid": 1}

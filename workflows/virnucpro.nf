@@ -18,6 +18,7 @@ workflow VIRNUCPRO {
     take:
     samples     // channel: [ meta, fasta ], meta = [id: sample]
     request     // value: model request, see modelRequest() in subworkflows/local/utils_virnucpro_pipeline
+    run_info    // channel: run_info.json, the run as Nextflow knows it (for the report)
 
     main:
     STAGE_MODELS(
@@ -55,7 +56,7 @@ workflow VIRNUCPRO {
             def (predictions, shard_metrics) = shard_results ?: [[], []]
             [meta, fasta, shard_table, sequences, predictions, [prepare_metrics] + shard_metrics]
         }
-    SUMMARIZE(summary_input)
+    SUMMARIZE(summary_input, request.chunk_size)
 
     all_metrics = PREPARE_FRAMES.out.metrics.map { _meta, metrics -> metrics }
         .mix(EMBED_DNABERT.out.metrics.map { _meta, metrics -> metrics })
@@ -65,6 +66,7 @@ workflow VIRNUCPRO {
         SUMMARIZE.out.results.map { _meta, results -> results }.toSortedList { a, b -> a.name <=> b.name },
         models_json,
         all_metrics.toSortedList { a, b -> a.name <=> b.name },
+        run_info,
     )
 
     // emitted by name: Nextflow 25.04's strict parser loses `emit: name = value` (nf-lang 25.04.0)

@@ -73,8 +73,8 @@ def record_digest(header: str, sequence: str) -> str:
 # ---------------------------------------------------------------- PREPARE_FRAMES tables
 SHARD_COLUMNS = ("shard", "frames", "tokens", "first_id", "last_id", "ids_sha256")
 SEQUENCE_COLUMNS = ("record", "sequence_id", "input_id", "length", "chunks", "frames", "status", "reason", "digest")
-PENDING, NO_OPEN_FRAME, INVALID = "pending", "no_open_frame", "invalid"
-SEQUENCE_STATUSES = (PENDING, NO_OPEN_FRAME, INVALID)
+PENDING, NO_OPEN_FRAME, TOO_SHORT, INVALID = "pending", "no_open_frame", "too_short", "invalid"
+SEQUENCE_STATUSES = (PENDING, NO_OPEN_FRAME, TOO_SHORT, INVALID)
 SHARDS_SUFFIX = ".shards.tsv"
 SEQUENCES_SUFFIX = ".sequences.tsv"
 
@@ -226,10 +226,18 @@ def read_predictions(path: str | Path) -> Iterator[Prediction]:
 DEFAULT_THRESHOLD = 0.5
 CALL_COLUMNS = (
     "sample", "sequence_id", "input_id", "length", "chunks", "chunks_scored", "frames_scored", "viral_chunks",
-    "viral_chunk_fraction", "max_chunk_score", "mean_chunk_score", "call", "status", "reason",
+    "viral_chunk_fraction", "max_chunk_score", "mean_chunk_score", "call", "status", "reason", "shorter_than_chunk",
 )  # fmt: skip
 SCORED = "scored"
-CALL_STATUSES = (SCORED, NO_OPEN_FRAME, INVALID)
+CALL_STATUSES = (SCORED, NO_OPEN_FRAME, TOO_SHORT, INVALID)
+# shorter_than_chunk: the sequence is shorter than the chunk length, so its one chunk is shorter
+# than those the published classifiers were trained on
+FLAG_VALUES = ("true", "false")
+
+
+def flag(value: bool) -> str:
+    """A FLAG_VALUES column value."""
+    return FLAG_VALUES[0] if value else FLAG_VALUES[1]
 VIRUS, NON_VIRUS = "virus", "non-virus"
 CALLS = (VIRUS, NON_VIRUS)
 PREDICTION_RESULTS = "prediction_results.txt"
@@ -426,7 +434,10 @@ def _decodes(value: bytes) -> bool:
 
 
 # ---------------------------------------------------------------- STAGE_MODELS files
+# models.json: {role: {"name", "path", "sha256", "test_only"}}; test_only marks the seeded tiny
+# models of the test profile, whose calls mean nothing
 MODELS_JSON = "models.json"
+TEST_ONLY = "test_only"
 MODEL_MANIFEST = "checksums.sha256"
 VERSIONS_FILE = "versions.txt"
 DEFAULT_DNABERT_MODEL = "zhihan1996/DNABERT-S"  # Hugging Face hub ID

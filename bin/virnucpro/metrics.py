@@ -26,7 +26,7 @@ def write_metrics(
     stage: str,
     name: str,
     items: int,
-    tokens: int,
+    tokens: int | None,  # None where no tokens apply (the classifier scores whole frames)
     seconds: float,
     device: str,
     load_seconds: float | None = None,

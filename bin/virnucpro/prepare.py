@@ -27,7 +27,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .contracts import (
-    INVALID, NO_OPEN_FRAME, PENDING, SEQUENCE_COLUMNS, SEQUENCES_SUFFIX, SHARD_COLUMNS, SHARDS_SUFFIX, FrameIdDigest,
+    INVALID, NO_OPEN_FRAME, PENDING, SEQUENCE_COLUMNS, SEQUENCES_SUFFIX, SHARD_COLUMNS, SHARDS_SUFFIX, TOO_SHORT, FrameIdDigest,
     esm_tokens, record_digest, shard_name, tsv_line,
 )
 from .errors import InputError
@@ -37,6 +37,7 @@ from .frames import FrameBatch, translate_batches
 log = logging.getLogger("virnucpro")
 
 DEFAULT_SHARD_TOKENS = 50_000_000  # ESM-2 tokens per shard: what sets an embedding task's GPU time
+DEFAULT_MIN_LENGTH = 0  # every sequence is chunked and scored, as by the original
 SHORTER_THAN_A_CODON = "shorter than one codon"
 NO_OPEN_FRAME_REASON = "every frame of every chunk has a stop codon or no complete codon"
 RNA_REASON = "RNA: U read as T"
@@ -54,9 +55,14 @@ def sequence_problem(sequence: str) -> str | None:
     return nucleotide_problem(sequence)
 
 
-def sequence_status(length: int, frames: int, invalid_reason: str | None) -> tuple[str, str]:
-    if invalid_reason is not None:
-        return INVALID, invalid_reason
+def too_short_reason(length: int, min_length: int) -> str | None:
+    """Why a valid sequence is not chunked (--min-length), or None."""
+    return f"shorter than the minimum length, {min_length} bp" if length < min_length else None
+
+
+def sequence_status(length: int, frames: int, refusal: tuple[str, str] | None) -> tuple[str, str]:
+    if refusal is not None:
+        return refusal
     if frames:
         return PENDING, ""
     return NO_OPEN_FRAME, SHORTER_THAN_A_CODON if length < 3 else NO_OPEN_FRAME_REASON
@@ -187,7 +193,7 @@ class _Checked:
     number: int
     sequence_id: str
     record: FastaRecord
-    problem: str | None
+    refusal: tuple[str, str] | None  # (status, reason) of a sequence that is not chunked
     rna: bool
 
 
@@ -196,6 +202,7 @@ class InputCounts:
     records: int = 0
     bases: int = 0
     invalid: int = 0
+    too_short: int = 0
     rna: int = 0
 
 
@@ -219,26 +226,31 @@ def _record_batches(records: Iterator[FastaRecord]) -> Iterator[list[FastaRecord
         yield batch
 
 
-def _checked_records(path: str | Path, ids: SequenceIds, skip_invalid: bool, counts: InputCounts) -> Iterator[tuple[_Checked, str]]:
-    """(checked record, sequence to translate) for each record: RNA read as DNA, nothing for an invalid one."""
+def _checked_records(
+    path: str | Path, ids: SequenceIds, skip_invalid: bool, min_length: int, counts: InputCounts
+) -> Iterator[tuple[_Checked, str]]:
+    """(checked record, sequence to translate) for each record: RNA read as DNA, nothing for an
+    invalid or too short one."""
     number = 1
     for batch in _record_batches(read_fasta(path)):
         for record, sequence_id in zip(batch, ids.assign(number, batch)):
             problem = sequence_problem(record.sequence)
             if problem is not None and not skip_invalid:
                 raise InputError(path, f"record {number} (line {record.line}): {problem}", record.id)
-            sequence = "" if problem else record.sequence
+            short = too_short_reason(len(record.sequence), min_length)
+            refusal = (INVALID, problem) if problem is not None else (TOO_SHORT, short) if short else None
+            sequence = "" if refusal else record.sequence
             rna = "U" in sequence or "u" in sequence
             if rna:
                 sequence = sequence.translate(_U_TO_T)
                 counts.rna += 1
-            yield _Checked(number, sequence_id, record, problem, rna), sequence
+            yield _Checked(number, sequence_id, record, refusal, rna), sequence
             number += 1
 
 
 def _row(checked: _Checked, chunks: int, frames: int) -> str:
     record = checked.record
-    status, reason = sequence_status(len(record.sequence), frames, checked.problem)
+    status, reason = sequence_status(len(record.sequence), frames, checked.refusal)
     if checked.rna:
         reason = f"{reason}; {RNA_REASON}" if reason else RNA_REASON
     digest = record_digest(record.header, record.sequence)
@@ -262,12 +274,12 @@ class FrameSpool:
 
 
 def translate_fasta(
-    path: str | Path, chunk_size: int, ids: SequenceIds, skip_invalid: bool, spool: FrameSpool, rows: IO[str]
+    path: str | Path, chunk_size: int, ids: SequenceIds, skip_invalid: bool, min_length: int, spool: FrameSpool, rows: IO[str]
 ) -> InputCounts:
     """The pass over the FASTA: spool the kept frames and write one P.sequences.tsv row per record."""
     counts = InputCounts()
     chunks = frames = 0  # of the record whose pieces are being read
-    items = _checked_records(path, ids, skip_invalid, counts)
+    items = _checked_records(path, ids, skip_invalid, min_length, counts)
     for batch in translate_batches(items, chunk_size, BATCH_BASES):
         spool.add(batch, [checked.sequence_id for checked in batch.tags])
         lines = []
@@ -278,7 +290,9 @@ def translate_fasta(
                 lines.append(_row(checked, chunks, frames))
                 counts.records = checked.number
                 counts.bases += len(checked.record.sequence)
-                counts.invalid += checked.problem is not None
+                refused = checked.refusal[0] if checked.refusal else None
+                counts.invalid += refused == INVALID
+                counts.too_short += refused == TOO_SHORT
                 chunks = frames = 0
         rows.write("".join(lines))
     return counts
@@ -430,7 +444,7 @@ def _renamed_at_exit(path: str, renamed: list[Path]) -> Iterator[Path]:
 
 def prepare(
     path: str | Path, chunk_size: int, prefix: str, *, shard_tokens: int = DEFAULT_SHARD_TOKENS,
-    shard_frames: int | None = None, rename_duplicates: bool = False, skip_invalid: bool = False,
+    shard_frames: int | None = None, rename_duplicates: bool = False, skip_invalid: bool = False, min_length: int = DEFAULT_MIN_LENGTH,
 ) -> Summary:
     """Write the frame shards P.NNNN.fna/.faa, P.shards.tsv and P.sequences.tsv for ``path``."""
     check_paths(path, prefix)
@@ -447,11 +461,18 @@ def prepare(
             spool = FrameSpool(nucleotides, proteins, chunk_size)
             with open(sequences, "w", encoding="utf-8", newline="\n") as rows:
                 rows.write(tsv_line(SEQUENCE_COLUMNS))
-                counts = translate_fasta(path, chunk_size, SequenceIds(path, rename_duplicates), skip_invalid, spool, rows)
+                counts = translate_fasta(
+                    path, chunk_size, SequenceIds(path, rename_duplicates), skip_invalid, min_length, spool, rows
+                )
             if counts.records == 0:
                 log.warning("%s holds no sequences: writing empty outputs", path)
             if counts.invalid:
                 log.warning("%s: %d of %d records are invalid and were skipped", path, counts.invalid, counts.records)
+            if counts.too_short:
+                log.warning(
+                    "%s: %d of %d records are shorter than the minimum length, %d bp, and were not scored",
+                    path, counts.too_short, counts.records, min_length,
+                )
             if counts.rna:
                 log.warning("%s: %d records are RNA (U for T): U read as T for translation and embedding", path, counts.rna)
             tokens = np.frombuffer(spool.tokens, dtype=spool.tokens.typecode)

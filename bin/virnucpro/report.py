@@ -1,29 +1,37 @@
 """The run report: one self-contained HTML page (inline CSS and hand-drawn SVG, no scripts) and a
 MultiQC custom-content table, both built from the samples' sequence_calls.tsv (each sealed by the
-summary.json beside it), models.json and the stages' metrics files.
+summary.json beside it), models.json, the stages' metrics files and what Nextflow knows of the run
+(its run-information JSON: start, command line, versions, parameters).
 
-Each calls file is hashed, then streamed once into counters, fixed-bin histograms and a bounded
-heap of the top sequences, so memory does not grow with the number of sequences.
+Each calls file is hashed, then streamed once into counters, fixed-bin histograms, a bounded
+heap of the top sequences and bounded counts of the reasons sequences went without a call, so
+memory does not grow with the number of sequences.
 """
 
 from __future__ import annotations
 
 import heapq
+import json
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 from typing import Sequence
 
 from . import __version__
 from .contracts import (
-    CALL_COLUMNS, CALL_STATUSES, CALLS, MODEL_ROLES, SCORED, SEQUENCE_CALLS, SUMMARY_JSON, call_rule, file_sha256, parse_int, read_tsv,
+    CALL_COLUMNS, CALL_STATUSES, CALLS, FLAG_VALUES, INVALID, MODEL_ROLES, NO_OPEN_FRAME, NON_VIRUS, SCORED, SEQUENCE_CALLS,
+    SUMMARY_JSON, TEST_ONLY, TOO_SHORT, VIRUS, call_rule, file_sha256, parse_int, read_tsv,
 )  # fmt: skip
 from .errors import InputError, VirNucProError
 from .metrics import load_json
 
 TOP_SEQUENCES = 50
 HISTOGRAM_BINS = 20
-MQC_COLUMNS = ("sequences", "scored", "no_open_frame", "invalid", "virus", "non_virus", "virus_percent")
+REASONS_PER_STATUS = 20  # distinct reasons counted per sample and status; later ones go to OTHER_REASONS
+OTHER_REASONS = "(other reasons)"
+UNSCORED_STATUSES = tuple(status for status in CALL_STATUSES if status != SCORED)
 COUNT_COLUMNS = ("length", "chunks", "chunks_scored", "frames_scored", "viral_chunks")
 SCORE_COLUMNS = ("viral_chunk_fraction", "max_chunk_score", "mean_chunk_score")
 SUMMED_COLUMNS = ("chunks", "chunks_scored", "frames_scored")
@@ -33,7 +41,7 @@ SUMMED_COLUMNS = ("chunks", "chunks_scored", "frames_scored")
 
 
 def read_models(path: str | Path) -> list[dict]:
-    """(role, name, path, sha256) of each model in models.json, the three pipeline models first."""
+    """(role, name, path, sha256, test_only) of each model in models.json, the three pipeline models first."""
     data = load_json(path)
     if not isinstance(data, dict):
         raise InputError(path, "models.json must hold a JSON object keyed by model role")
@@ -41,8 +49,47 @@ def read_models(path: str | Path) -> list[dict]:
     models = []
     for role in roles:
         entry = data[role] if isinstance(data[role], dict) else {}
-        models.append({"role": role, **{key: str(entry.get(key) or "") for key in ("name", "path", "sha256")}})
+        fields = {key: str(entry.get(key) or "") for key in ("name", "path", "sha256")}
+        models.append({"role": role, **fields, TEST_ONLY: entry.get(TEST_ONLY) is True})
     return models
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What Nextflow knows of the run (the workflow writes it as JSON for MAKE_REPORT)."""
+
+    pipeline: str
+    pipeline_version: str
+    nextflow_version: str
+    run_name: str
+    profile: str
+    command_line: str
+    started: datetime
+    params: dict[str, object]
+
+
+RUN_INFO_TEXT = ("pipeline", "pipeline_version", "nextflow_version", "run_name", "profile", "command_line")
+
+
+def read_run_info(path: str | Path) -> RunInfo:
+    data = load_json(path)
+    if not isinstance(data, dict):
+        raise InputError(path, "the run information must be a JSON object")
+    text = {}
+    for key in RUN_INFO_TEXT:
+        if not isinstance(data.get(key, ""), str):
+            raise InputError(path, f"{key} must be a string, not {data[key]!r}")
+        text[key] = data.get(key, "")
+    try:
+        started = datetime.fromisoformat(str(data.get("started")))
+    except ValueError:
+        raise InputError(path, f"started {data.get('started')!r} is not an ISO 8601 date and time") from None
+    if started.tzinfo is None:
+        raise InputError(path, f"started {data.get('started')!r} has no time zone")
+    params = data.get("params", {})
+    if not isinstance(params, dict) or any(isinstance(value, (dict, list)) for value in params.values()):
+        raise InputError(path, "params must be a JSON object of plain values")
+    return RunInfo(**text, started=started, params=params)
 
 
 class Histogram:
@@ -90,10 +137,23 @@ class TopSequences:
         return [row for _, row in heapq.nsmallest(self.size, self._items)]
 
 
+SHORT_SCORED = "scored_shorter_than_chunk"
+
+
 @dataclass
 class SampleCounts:
     name: str
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("sequences", *CALL_STATUSES, *CALLS, *SUMMED_COLUMNS), 0))
+    counts: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(("sequences", *CALL_STATUSES, *CALLS, *SUMMED_COLUMNS, SHORT_SCORED), 0)
+    )
+    # per unscored status, the sequences per reason (at most REASONS_PER_STATUS reasons, then OTHER_REASONS)
+    reasons: dict[str, Counter] = field(default_factory=lambda: {status: Counter() for status in UNSCORED_STATUSES})
+
+    def add_reason(self, status: str, reason: str) -> None:
+        counter = self.reasons[status]
+        if reason not in counter and len(counter) >= REASONS_PER_STATUS:
+            reason = OTHER_REASONS
+        counter[reason] += 1
 
 
 @dataclass
@@ -101,6 +161,7 @@ class RunCalls:
     """What the report shows of all samples' calls."""
 
     threshold: float
+    chunk_size: int
     samples: list[SampleCounts]  # by name
     means: Histogram
     maxima: Histogram
@@ -127,6 +188,13 @@ def summary_threshold(path: Path, summary: dict) -> float:
     value = summary.get("threshold")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
         raise InputError(path, f"threshold {value!r} is not a probability")
+    return value
+
+
+def summary_chunk_size(path: Path, summary: dict) -> int:
+    value = summary.get("chunk_size")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(path, f"chunk_size {value!r} is not a chunk length in bp: not written by this summarize.py")
     return value
 
 
@@ -161,6 +229,8 @@ def checked_row(path: str | Path, line: int, row: dict[str, str]) -> tuple[dict[
     for column in SCORE_COLUMNS:
         if bool(row[column]) != scored:
             raise InputError(path, f"line {line}: {column} {row[column]!r} where status {status} needs {'a score' if scored else 'none'}")
+    if row["shorter_than_chunk"] not in FLAG_VALUES:
+        raise InputError(path, f"line {line}: shorter_than_chunk {row['shorter_than_chunk']!r} is not one of {', '.join(FLAG_VALUES)}")
     scores = {column: _score(path, line, column, row[column]) for column in SCORE_COLUMNS if row[column]}
     return counts, scores
 
@@ -191,38 +261,41 @@ def _count_row(path: str | Path, line: int, row: dict[str, str], index: int, sam
         sample.counts[row["call"]] += 1
     for column in SUMMED_COLUMNS:
         sample.counts[column] += counts[column]
-    if row["status"] == SCORED:
-        mean, maximum = scores["mean_chunk_score"], scores["max_chunk_score"]
-        tally.means.add(mean)
-        tally.maxima.add(maximum)
-        tally.top.add(mean, maximum, index, TopRow(
-            sample.name, row["sequence_id"], counts["length"], row["chunks_scored"], row["viral_chunks"],
-            row["max_chunk_score"], row["mean_chunk_score"], row["call"],
-        ))  # fmt: skip
+    if row["status"] != SCORED:
+        sample.add_reason(row["status"], row["reason"])
+        return
+    sample.counts[SHORT_SCORED] += row["shorter_than_chunk"] == "true"
+    mean, maximum = scores["mean_chunk_score"], scores["max_chunk_score"]
+    tally.means.add(mean)
+    tally.maxima.add(maximum)
+    tally.top.add(mean, maximum, index, TopRow(
+        sample.name, row["sequence_id"], counts["length"], row["chunks_scored"], row["viral_chunks"],
+        row["max_chunk_score"], row["mean_chunk_score"], row["call"],
+    ))  # fmt: skip
 
 
 def read_run_calls(paths: Sequence[str | Path]) -> RunCalls:
     """Every sample's sequence_calls.tsv, each with the summary.json beside it: all samples must
-    have been called with one threshold, which the report states."""
+    have been called with one threshold and one chunk size, which the report states."""
     samples: dict[str, SampleCounts] = {}
     tally = _Tally()
-    first: tuple[Path, float] | None = None
+    first: tuple[Path, float, int] | None = None
     for path in paths:
         summary_path = Path(path).parent / SUMMARY_JSON
         summary = read_summary(summary_path)
-        threshold = summary_threshold(summary_path, summary)
+        threshold, chunk_size = summary_threshold(summary_path, summary), summary_chunk_size(summary_path, summary)
         if first is None:
-            first = (summary_path, threshold)
-        elif threshold != first[1]:
-            raise VirNucProError(
-                f"{first[0]} has threshold {first[1]:g} but {summary_path} has {threshold:g}: "
-                "the samples of one report must be called with one threshold"
-            )
+            first = (summary_path, threshold, chunk_size)
+        for what, value, agreed in (("threshold", threshold, first[1]), ("chunk_size", chunk_size, first[2])):
+            if value != agreed:
+                raise VirNucProError(
+                    f"{first[0]} has {what} {agreed:g} but {summary_path} has {value:g}: the samples of one report must be called with one {what}"
+                )
         sample = read_sample(path, summary_path, summary, tally)
         if sample.name in samples:
             raise InputError(path, f"sample '{sample.name}' is given twice")
         samples[sample.name] = sample
-    return RunCalls(first[1], [samples[name] for name in sorted(samples)], tally.means, tally.maxima, tally.top.ranked())
+    return RunCalls(first[1], first[2], [samples[name] for name in sorted(samples)], tally.means, tally.maxima, tally.top.ranked())
 
 
 # ---------------------------------------------------------------- numbers
@@ -245,33 +318,61 @@ def _fmt_bytes(value: float | None) -> str:
 # ---------------------------------------------------------------- MultiQC
 
 
+COUNT_FORMAT = "{:,.0f}"
+PERCENT = {"suffix": "%", "min": 0, "max": 100, "format": "{:,.1f}"}
+
+
+def mqc_columns(run: RunCalls) -> dict[str, dict[str, object]]:
+    """The MultiQC table's columns: id -> title, description, format (custom-content 'headers')."""
+    short = f"scored sequences shorter than the chunk length ({run.chunk_size} bp): their one chunk is shorter than the published classifiers were trained on"
+    return {
+        "sequences": {"title": "Sequences", "description": "input sequences (every FASTA record)", "format": COUNT_FORMAT, "scale": "Blues"},
+        "scored": {"title": "Scored", "description": "sequences with at least one open reading frame, scored and called", "format": COUNT_FORMAT, "scale": "Greens"},
+        VIRUS: {"title": "Virus", "description": f"scored sequences called virus (mean chunk virus score >= {run.threshold:g})", "format": COUNT_FORMAT, "scale": "Reds"},
+        "non_virus": {"title": "Non-virus", "description": "scored sequences called non-virus", "format": COUNT_FORMAT, "scale": "Blues"},
+        "virus_pct_of_scored": {"title": "% virus of scored", "description": "sequences called virus, percent of the scored sequences", **PERCENT, "scale": "Reds"},
+        "virus_pct_of_all": {"title": "% virus of all", "description": "sequences called virus, percent of all input sequences (unscored ones included)", **PERCENT, "scale": "Reds"},
+        SHORT_SCORED: {"title": "Scored < chunk", "description": short, "format": COUNT_FORMAT, "scale": "Oranges"},
+        NO_OPEN_FRAME: {"title": "No open frame", "description": "no call: every frame of every chunk has a stop codon (expected for non-coding sequence)", "format": COUNT_FORMAT, "scale": "Greys"},
+        TOO_SHORT: {"title": "Too short", "description": "no call: shorter than --min_length, not scored", "format": COUNT_FORMAT, "scale": "Greys"},
+        INVALID: {"title": "Invalid", "description": "no call: empty or not nucleotides (--skip_invalid)", "format": COUNT_FORMAT, "scale": "Greys"},
+    }  # fmt: skip
+
+
+def _percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.2f}" if whole else ""
+
+
 def format_mqc(run: RunCalls) -> str:
-    """MultiQC custom content: a commented YAML header, then one row of counts per sample."""
-    threshold = run.threshold
-    header = [
-        "# id: 'virnucpro'",
-        "# section_name: 'VirNucPro'",
-        f"# description: 'Viral sequence calls per sample (virus = mean chunk virus score >= {threshold:g}).'",
-        "# plot_type: 'table'",
-        "# pconfig:",
-        "#     id: 'virnucpro_table'",
-        "#     title: 'VirNucPro: sequences and calls'",
-        "#     namespace: 'VirNucPro'",
-        "Sample\t" + "\t".join(MQC_COLUMNS),
-    ]
-    rows = []
+    """MultiQC custom content: a commented YAML header (values written as JSON, which YAML reads),
+    then one row of counts per sample."""
+    columns = mqc_columns(run)
+    config = {
+        "id": "virnucpro",
+        "section_name": "VirNucPro",
+        "description": f"Viral sequence calls per sample (virus = mean chunk virus score >= {run.threshold:g}; chunks of {run.chunk_size} bp).",
+        "format": "tsv",
+        "plot_type": "table",
+        "pconfig": {"id": "virnucpro_table", "title": "VirNucPro: sequences and calls", "namespace": "VirNucPro"},
+    }
+    header = [f"# {key}: {json.dumps(value)}" for key, value in config.items()]
+    header += ["# headers:"] + [f"#     {column}: {json.dumps(spec)}" for column, spec in columns.items()]
+    rows = ["Sample\t" + "\t".join(columns)]
     for sample in run.samples:
         counts = sample.counts
-        scored = counts["scored"]
-        percent = f"{100 * counts['virus'] / scored:.2f}" if scored else ""
-        values = [counts["sequences"], counts["scored"], counts["no_open_frame"], counts["invalid"], counts["virus"], counts["non-virus"]]
-        rows.append("\t".join([sample.name, *map(str, values), percent]))
+        values = {
+            "sequences": counts["sequences"], "scored": counts[SCORED], VIRUS: counts[VIRUS], "non_virus": counts[NON_VIRUS],
+            "virus_pct_of_scored": _percent(counts[VIRUS], counts[SCORED]), "virus_pct_of_all": _percent(counts[VIRUS], counts["sequences"]),
+            SHORT_SCORED: counts[SHORT_SCORED], NO_OPEN_FRAME: counts[NO_OPEN_FRAME], TOO_SHORT: counts[TOO_SHORT], INVALID: counts[INVALID],
+        }  # fmt: skip
+        rows.append("\t".join([sample.name, *(str(values[column]) for column in columns)]))
     return "\n".join(header + rows) + "\n"
 
 
 # ---------------------------------------------------------------- SVG charts
 
-COLOURS = {"virus": "#c0392b", "non-virus": "#2e86c1", "no_open_frame": "#b0b7bf", "invalid": "#5d6d7e"}
+COLOURS = {"virus": "#c0392b", "non-virus": "#2e86c1", "no_open_frame": "#b0b7bf", "too_short": "#d4ac0d", "invalid": "#5d6d7e"}
+OUTCOMES = (("virus", "virus"), ("non-virus", "non-virus"), ("no_open_frame", "no open frame"), ("too_short", "too short"), ("invalid", "invalid"))
 
 
 def svg_histogram(counts: Sequence[int], title: str, x_label: str, threshold: float | None = None) -> str:
@@ -332,12 +433,12 @@ def _ticks(y_max: int) -> list[int]:
 
 
 def svg_sample_bars(samples: Sequence[SampleCounts]) -> str:
-    """One horizontal stacked bar per sample: virus, non-virus, no open frame, invalid."""
+    """One horizontal stacked bar per sample: virus, non-virus, no open frame, too short, invalid."""
     label_w, bar_w, row_h, top = 170, 560, 26, 34
     height = top + row_h * len(samples) + 12
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {label_w + bar_w + 90} {height}" role="img" aria-label="sequences per sample">']
     x = label_w
-    for key, text in (("virus", "virus"), ("non-virus", "non-virus"), ("no_open_frame", "no open frame"), ("invalid", "invalid")):
+    for key, text in OUTCOMES:
         parts.append(f'<rect x="{x}" y="8" width="12" height="12" fill="{COLOURS[key]}"/><text x="{x + 16}" y="18" class="legend">{text}</text>')
         x += 22 + 8 * len(text)
     for row, sample in enumerate(samples):
@@ -346,7 +447,7 @@ def svg_sample_bars(samples: Sequence[SampleCounts]) -> str:
         name = sample.name if len(sample.name) <= 24 else sample.name[:23] + "…"
         parts.append(f'<text x="{label_w - 8}" y="{y + 15}" class="ytick">{escape(name)}<title>{escape(sample.name)}</title></text>')
         offset = label_w
-        for key in ("virus", "non-virus", "no_open_frame", "invalid"):
+        for key, _ in OUTCOMES:
             if counts["sequences"] and counts[key]:
                 width = bar_w * counts[key] / counts["sequences"]
                 parts.append(
@@ -380,6 +481,10 @@ svg .label{font-size:12px;text-anchor:middle}svg .xtick{text-anchor:middle}svg .
 svg .bar{fill:#5499c7}svg .axis{stroke:#1c2833;stroke-width:1}svg .grid{stroke:#e5e8e8;stroke-width:1}
 svg .threshold{stroke:#c0392b;stroke-width:1.5;stroke-dasharray:5 3}svg .note{fill:#c0392b;font-size:11px}
 .empty{color:#7f8c8d;font-style:italic}
+h3{font-size:1em;margin:18px 0 6px}code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.92em}
+.banner{background:#fdecea;border:2px solid #c0392b;color:#78281f;padding:12px 16px;margin:12px 0;font-size:1.05em}
+.note{background:#fef9e7;border-left:4px solid #d4ac0d;padding:10px 14px;margin:12px 0}
+ul.cite li{margin:0 0 6px}
 """
 
 
@@ -393,17 +498,66 @@ def _table(headers: Sequence[tuple[str, str]], rows: Sequence[Sequence[tuple[str
     return f"<table><colgroup>{colgroup}</colgroup><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _samples_section(samples: Sequence[SampleCounts]) -> str:
-    headers = [("", "sample"), ("num", "input"), ("num", "scored"), ("num", "no open frame"), ("num", "invalid"),
-               ("num", "virus"), ("num", "non-virus"), ("num", "chunks"), ("num", "chunks scored"), ("num", "frames scored")]
+def _samples_section(run: RunCalls) -> str:
+    headers = [("", "sample"), ("num", "input"), ("num", "scored"), ("num", "virus"), ("num", "non-virus"),
+               ("num", "% virus of scored"), ("num", f"scored, &lt; {run.chunk_size} bp"), ("num", "no call"),
+               ("num", "chunks"), ("num", "chunks scored"), ("num", "frames scored")]  # fmt: skip
+    rows = []
+    for sample in run.samples:
+        counts = sample.counts
+        percent = _percent(counts[VIRUS], counts[SCORED])
+        rows.append([
+            ("", escape(sample.name)), ("num", f"{counts['sequences']:,}"), ("num", f"{counts[SCORED]:,}"), ("num", f"{counts[VIRUS]:,}"),
+            ("num", f"{counts[NON_VIRUS]:,}"), ("num", f"{percent}%" if percent else "–"), ("num", f"{counts[SHORT_SCORED]:,}"),
+            ("num", f"{counts['sequences'] - counts[SCORED]:,}"), ("num", f"{counts['chunks']:,}"), ("num", f"{counts['chunks_scored']:,}"),
+            ("num", f"{counts['frames_scored']:,}"),
+        ])  # fmt: skip
+    chart = f"<figure>{svg_sample_bars(run.samples)}<figcaption>Input sequences per sample by outcome.</figcaption></figure>" if run.samples else ""
+    intro = (
+        "<p>Input sequences per sample and what became of them. &ldquo;% virus of scored&rdquo; is the share of the scored "
+        "sequences called virus (sequences without a call are left out); &ldquo;chunks&rdquo; counts every chunk of every "
+        "sequence, the scored columns those with at least one open reading frame.</p>"
+    )
+    short = sum(sample.counts[SHORT_SCORED] for sample in run.samples)
+    note = ""
+    if short:
+        note = (
+            f'<div class="note"><strong>{short:,} scored sequence(s) are shorter than the chunk length, {run.chunk_size} bp</strong> '
+            "(column <code>shorter_than_chunk</code> of <code>sequence_calls.tsv</code>): each was scored from a single chunk "
+            f"shorter than the {run.chunk_size} bp chunks the published classifier was trained on, and how well it scores such "
+            "chunks is not established. <code>--min_length</code> leaves sequences below a length unscored.</div>"
+        )
+    widths = ["15%", "8%", "8%", "8%", "8%", "9%", "9%", "8%", "9%", "9%", "9%"]
+    return "<h2>Samples</h2>" + intro + _table(headers, rows, widths) + note + chart
+
+
+STATUS_TEXT = {
+    NO_OPEN_FRAME: (
+        "<strong>no open frame</strong>: every one of the six frames of every chunk has a stop codon (or no complete codon). "
+        "VirNucPro scores only open reading frames, so these sequences get no call. This is expected, not an error: a chunk "
+        "inside a protein-coding gene keeps its coding frame, but non-coding sequence rarely has a frame without a stop "
+        "(about 56% of random 150 bp sequences and 99.8% of random 500 bp ones have none), so host-rich, rRNA-rich or "
+        "intergenic material yields many of them."
+    ),
+    TOO_SHORT: "<strong>too short</strong>: shorter than <code>--min_length</code>; not chunked or scored.",
+    INVALID: "<strong>invalid</strong>: empty or not nucleotides, listed instead of failing the run (<code>--skip_invalid</code>).",
+}
+
+
+def _unscored_section(samples: Sequence[SampleCounts]) -> str:
+    headers = [("", "sample"), ("", "status"), ("", "reason"), ("num", "sequences")]
     rows = []
     for sample in samples:
-        counts = sample.counts
-        keys = ("sequences", "scored", "no_open_frame", "invalid", "virus", "non-virus", "chunks", "chunks_scored", "frames_scored")
-        rows.append([("", escape(sample.name))] + [("num", f"{counts[key]:,}") for key in keys])
-    chart = f"<figure>{svg_sample_bars(samples)}<figcaption>Input sequences per sample by outcome.</figcaption></figure>" if samples else ""
-    intro = "<p>Input sequences per sample and what became of them; &ldquo;chunks&rdquo; counts every chunk of every sequence, the scored columns those with at least one open reading frame.</p>"
-    return "<h2>Samples</h2>" + intro + _table(headers, rows, ["16%"] + ["9.33%"] * 9) + chart
+        for status in UNSCORED_STATUSES:
+            ranked = sorted(sample.reasons[status].items(), key=lambda item: (item[0] == OTHER_REASONS, -item[1], item[0]))
+            for reason, count in ranked:
+                rows.append([("", escape(sample.name)), ("", escape(status)), ("", escape(reason) or "–"), ("num", f"{count:,}")])
+    legend = "".join(f"<li>{text}</li>" for text in STATUS_TEXT.values())
+    intro = (
+        "<p>Every input sequence is listed in <code>sequence_calls.tsv</code>; those without a call have a status and a reason:</p>"
+        f"<ul>{legend}</ul>"
+    )
+    return "<h2>Sequences without a call</h2>" + intro + _table(headers, rows, ["18%", "14%", "56%", "12%"])
 
 
 def _histograms_section(run: RunCalls) -> str:
@@ -455,20 +609,86 @@ def _stages_section(stages: Sequence[dict]) -> str:
     return "<h2>Runtime per stage</h2>" + _table(headers, rows, ["14%", "6%", "9%", "10%", "9%", "7%", "9%", "9%", "9%", "8%", "10%"]) + note
 
 
-def render_html(run: RunCalls, models: Sequence[dict], stages: Sequence[dict]) -> str:
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min {secs:02d} s" if hours else f"{minutes} min {secs:02d} s"
+
+
+def _param_value(value: object) -> str:
+    return "(not set)" if value is None else json.dumps(value) if isinstance(value, bool) else str(value)
+
+
+def _run_section(info: RunInfo, created: datetime) -> str:
+    started = info.started.astimezone(timezone.utc)
+    facts = [
+        ("started", started.strftime("%Y-%m-%d %H:%M:%S UTC")),
+        ("wall time up to this report", f"{_duration((created - info.started).total_seconds())} (from the run's start to the creation of this page; "
+                                        "Nextflow's execution report in pipeline_info/ has the whole run)"),
+        ("pipeline", f"{info.pipeline} {info.pipeline_version}".strip()),
+        ("Nextflow", info.nextflow_version),
+        ("run name", info.run_name),
+        ("profile", info.profile),
+    ]  # fmt: skip
+    rows = [[("", escape(name)), ("", escape(value) or "–")] for name, value in facts]
+    rows.append([("", "command line"), ("mono", escape(info.command_line) or "–")])
+    params = [[("mono", escape(name)), ("mono", escape(_param_value(value)))] for name, value in sorted(info.params.items())]
+    return (
+        "<h2>Run</h2>" + _table([("", "what"), ("", "value")], rows, ["22%", "78%"])
+        + "<h3>Parameters</h3>" + _table([("", "parameter"), ("", "value")], params, ["22%", "78%"])
+    )
+
+
+CITATIONS = (
+    ("VirNucPro", "Li J, Mi J, Lin W, Tian F, Wan J, Gao J, Tong Y. VirNucPro: an identifier for the identification of viral short "
+     "sequences using six-frame translation and large language models. Briefings in Bioinformatics 26(3):bbaf224 (2025).", "10.1093/bib/bbaf224"),
+    ("DNABERT-S", "Zhou Z, Wu W, Ho H, Wang J, Shi L, Davuluri RV, Wang Z, Liu H. DNABERT-S: pioneering species differentiation with "
+     "species-aware DNA embeddings. Bioinformatics 41(Supplement_1):i255–i264 (2025).", "10.1093/bioinformatics/btaf188"),
+    ("ESM-2", "Lin Z, Akin H, Rao R, Hie B, Zhu Z, Lu W, Smetanin N, Verkuil R, Kabeli O, Shmueli Y, dos Santos Costa A, "
+     "Fazel-Zarandi M, Sercu T, Candido S, Rives A. Evolutionary-scale prediction of atomic-level protein structure with a "
+     "language model. Science 379(6637):1123–1130 (2023).", "10.1126/science.ade2574"),
+    ("Nextflow", "Di Tommaso P, Chatzou M, Floden EW, Barja PP, Palumbo E, Notredame C. Nextflow enables reproducible "
+     "computational workflows. Nature Biotechnology 35:316–319 (2017).", "10.1038/nbt.3820"),
+)  # fmt: skip
+
+
+def _citations_section() -> str:
+    items = "".join(f"<li><strong>{escape(name)}</strong>: {escape(text)} doi:{escape(doi)}</li>" for name, text, doi in CITATIONS)
+    return (
+        "<h2>Citations</h2><p>Results from this pipeline rest on the method and models below; please cite them "
+        "(CITATIONS.md of the pipeline lists the libraries too).</p>"
+        f"<ul class=\"cite\">{items}</ul>"
+    )
+
+
+TEST_MODELS_BANNER = (
+    '<div class="banner"><strong>Test models: these calls mean nothing.</strong> This run used the seeded tiny models of the '
+    "test profile (<code>--tiny_models</code>), which only show that the pipeline runs end to end. Run without the test "
+    "profile to use the published DNABERT-S, ESM-2 and VirNucPro models.</div>"
+)
+
+
+def render_html(run: RunCalls, models: Sequence[dict], stages: Sequence[dict], created: datetime, info: RunInfo | None = None) -> str:
+    """The report page, made at ``created``; ``info`` adds the run section."""
     sequences = sum(sample.counts["sequences"] for sample in run.samples)
     virus = sum(sample.counts["virus"] for sample in run.samples)
+    banner = TEST_MODELS_BANNER if any(model[TEST_ONLY] for model in models) else ""
+    run_section = _run_section(info, created) if info is not None else ""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>VirNucPro report</title><style>{CSS}</style></head><body><main>"
         "<h1>VirNucPro report</h1>"
         f'<p class="meta">virnucpro {escape(__version__)} · {len(run.samples)} sample(s) · {sequences:,} input sequences · {virus:,} called virus</p>'
-        f'<div class="rule"><strong>Call rule.</strong> {escape(call_rule(run.threshold))}</div>'
-        + _samples_section(run.samples)
+        + banner
+        + f'<div class="rule"><strong>Call rule.</strong> {escape(call_rule(run.threshold))} Chunks are {run.chunk_size} bp.</div>'
+        + run_section
+        + _samples_section(run)
+        + _unscored_section(run.samples)
         + _histograms_section(run)
         + _top_section(run.top)
         + _models_section(models)
         + _stages_section(stages)
+        + _citations_section()
         + "</main></body></html>\n"
     )

@@ -22,7 +22,7 @@ import re
 import shutil
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -53,6 +53,7 @@ class ModelEntry:
     name: str
     path: str
     sha256: str
+    test_only: bool = False  # contracts.TEST_ONLY: a tiny model of the test profile
 
 
 def git_blob_id(path: Path) -> str:
@@ -225,11 +226,12 @@ def stage_tiny(outdir: Path) -> dict[str, ModelEntry]:
     esm = obtain(outdir, esm_name, write_esm)
     obtain(outdir, tiny_models.esm_regression_path(esm).relative_to(outdir).as_posix(), write_esm)
     classifier = obtain(outdir, f"classifier/{tiny_models.CLASSIFIER_NAME}.pth", lambda t: tiny_models.write_classifier(t, TINY_SEEDS["classifier"]))
-    return {
+    entries = {
         "dnabert": fetched_entry(tiny_models.DNABERT_NAME, outdir, dnabert_dir),
         "esm": fetched_entry(tiny_models.ESM_NAME, outdir, esm),
         "classifier": fetched_entry(classifier.name, outdir, classifier),
     }
+    return {role: replace(entry, test_only=True) for role, entry in entries.items()}
 
 
 def stage_models(outdir: Path, chunk_size: int, dnabert: str, esm: str, classifier: str | None) -> dict[str, ModelEntry]:

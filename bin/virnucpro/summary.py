@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import IO, Iterable, Iterator, Mapping, Sequence
 
 from .contracts import (
-    CALL_COLUMNS, CALL_STATUSES, CALLS, DEFAULT_THRESHOLD, HIGHEST_SCORES, NON_VIRUS, PENDING, PREDICTION_HEADER,
+    CALL_COLUMNS, CALL_STATUSES, CALLS, DEFAULT_THRESHOLD, HIGHEST_SCORES, NO_OPEN_FRAME, NON_VIRUS, PENDING, PREDICTION_HEADER,
     PREDICTION_RESULTS, SAMPLE_RESULT_FILES, SCORED, SEQUENCE_CALLS, SUMMARY_JSON, VIRAL_SEQUENCES, VIRUS, FrameIdDigest,
-    Prediction, SequenceEntry, Shard, call_rule, chunk_of, file_sha256, parse_frame_id, parse_prediction, prediction_lines,
+    Prediction, SequenceEntry, Shard, call_rule, chunk_of, file_sha256, flag, parse_frame_id, parse_prediction, prediction_lines,
     read_predictions, read_sequences, read_shards, record_digest, tsv_line,
 )  # fmt: skip
 from .atomic import atomic_folder
@@ -257,11 +257,15 @@ def score_sequence(entry: SequenceEntry, stream: ShardStream, verdicts: SortedVe
     return scores
 
 
-def check_entry(sequences_path: str | Path, number: int, entry: SequenceEntry) -> None:
+def check_entry(sequences_path: str | Path, number: int, entry: SequenceEntry, chunk_size: int) -> None:
     if entry.record != number:
         raise InputError(sequences_path, f"lists record {entry.record} where record {number} belongs (rows missing or reordered)", entry.sequence_id)
     if (entry.status == PENDING) != (entry.frames > 0):
         raise InputError(sequences_path, f"status {entry.status} with {entry.frames} frames: exactly the pending sequences have frames", entry.sequence_id)
+    if entry.status in (PENDING, NO_OPEN_FRAME) and entry.chunks != -(-entry.length // chunk_size):
+        raise InputError(
+            sequences_path, f"{entry.chunks} chunks of a {entry.length} bp sequence: not cut into chunks of --chunk-size {chunk_size}", entry.sequence_id
+        )
 
 
 def checked_record(records: Iterator[FastaRecord], entry: SequenceEntry, fasta_path: str | Path, sequences_path: str | Path) -> FastaRecord:
@@ -289,12 +293,16 @@ def call_status(entry: SequenceEntry) -> str:
     return SCORED if entry.status == PENDING else entry.status
 
 
-def call_row(sample: str, entry: SequenceEntry, scores: SequenceScores, mean: float | None, call: str) -> list[object]:
+def shorter_than_chunk(entry: SequenceEntry, chunk_size: int) -> bool:
+    return entry.length < chunk_size
+
+
+def call_row(sample: str, entry: SequenceEntry, scores: SequenceScores, mean: float | None, call: str, short: bool) -> list[object]:
     chunks = scores.chunk_scores
     return [
         sample, entry.sequence_id, entry.input_id, entry.length, entry.chunks, len(chunks), scores.frames, scores.viral_chunks,
         format_score(scores.viral_chunks / len(chunks) if chunks else None), format_score(max(chunks) if chunks else None),
-        format_score(mean), call, call_status(entry), entry.reason,
+        format_score(mean), call, call_status(entry), entry.reason, flag(short),
     ]  # fmt: skip
 
 
@@ -324,8 +332,9 @@ class SampleTally:
     chunks_scored: int = 0
     viral_chunks: int = 0
     frames_scored: int = 0
+    scored_shorter_than_chunk: int = 0
 
-    def add(self, entry: SequenceEntry, scores: SequenceScores, call: str) -> None:
+    def add(self, entry: SequenceEntry, scores: SequenceScores, call: str, short: bool) -> None:
         self.sequences += 1
         self.statuses[call_status(entry)] += 1
         self.calls[call] += 1
@@ -333,15 +342,18 @@ class SampleTally:
         self.chunks_scored += len(scores.chunk_scores)
         self.viral_chunks += scores.viral_chunks
         self.frames_scored += scores.frames
+        self.scored_shorter_than_chunk += short and call_status(entry) == SCORED
 
-    def summary(self, sample: str, shards: int, threshold: float) -> dict:
+    def summary(self, sample: str, shards: int, threshold: float, chunk_size: int) -> dict:
         return {
             "sample": sample,
             "threshold": threshold,
             "call_rule": call_rule(threshold),
+            "chunk_size": chunk_size,
             "shards": shards,
             "sequences": self.sequences,
             "status": {status: self.statuses[status] for status in CALL_STATUSES},
+            "scored_shorter_than_chunk": self.scored_shorter_than_chunk,
             "calls": {outcome: self.calls[outcome] for outcome in CALLS},
             "chunks": self.chunks,
             "chunks_scored": self.chunks_scored,
@@ -356,6 +368,7 @@ class SampleInputs:
     sequences: str
     fasta: str | None
     threshold: float
+    chunk_size: int
 
 
 def call_sequences(inputs: SampleInputs, stream: ShardStream, verdicts: SortedVerdicts, calls: IO[str], viral: IO[str] | None) -> SampleTally:
@@ -366,15 +379,16 @@ def call_sequences(inputs: SampleInputs, stream: ShardStream, verdicts: SortedVe
     calls.write(tsv_line(CALL_COLUMNS))
     number = 0
     for number, entry in enumerate(read_sequences(inputs.sequences), start=1):
-        check_entry(inputs.sequences, number, entry)
+        check_entry(inputs.sequences, number, entry, inputs.chunk_size)
         record = checked_record(records, entry, inputs.fasta, inputs.sequences) if records is not None else None
         scores = score_sequence(entry, stream, verdicts, inputs.sequences)
         mean = scores.mean()
         call = call_of(mean, inputs.threshold)
-        calls.write(tsv_line(call_row(inputs.sample, entry, scores, mean, call)))
+        short = shorter_than_chunk(entry, inputs.chunk_size)
+        calls.write(tsv_line(call_row(inputs.sample, entry, scores, mean, call, short)))
         if viral is not None and call == VIRUS:
             viral.write(f">{record.header}\n{wrap(record.sequence)}")
-        tally.add(entry, scores, call)
+        tally.add(entry, scores, call, short)
     leftover = stream.next()
     if leftover is not None:
         line, prediction = leftover
@@ -412,6 +426,7 @@ def summarize(
     sequences_path: str,
     fasta_path: str | None,
     outdir: str | Path,
+    chunk_size: int,
     threshold: float = DEFAULT_THRESHOLD,
     stage_metrics: Mapping[str, object] | None = None,
 ) -> dict:
@@ -423,7 +438,7 @@ def summarize(
     check_replaceable(final, outdir)
     shards = read_shards(shards_path)
     files = files_by_shard(shards, prediction_paths, shards_path)
-    inputs = SampleInputs(sample, sequences_path, fasta_path, threshold)
+    inputs = SampleInputs(sample, sequences_path, fasta_path, threshold, chunk_size)
     if fasta_path is None:
         log.warning("no --fasta given: viral_sequences.fasta is not written")
     with atomic_folder(final) as staging:
@@ -436,7 +451,7 @@ def summarize(
             tally = call_sequences(inputs, ShardStream(files, shards_path, predictions), verdicts, calls, viral)
             with open_output(staging / HIGHEST_SCORES) as handle:
                 write_highest_scores(handle, verdicts, sequences_path)
-        summary = tally.summary(sample, len(shards), threshold)
+        summary = tally.summary(sample, len(shards), threshold, chunk_size)
         if stage_metrics is not None:
             summary["stages"] = stage_metrics
         summary["files"] = {name: file_sha256(staging / name) for name in sorted(os.listdir(staging))}

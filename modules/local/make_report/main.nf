@@ -5,6 +5,7 @@ process MAKE_REPORT {
     path(samples, arity: '1..*')   // one results folder per sample, named after it
     path(models)
     path(metrics, stageAs: '_metrics/*', arity: '1..*')   // '_': no sample folder has that name
+    path(run_info, stageAs: '_run/*')   // what Nextflow knows of the run: start, command line, versions, parameters
 
     output:
     path("report.html"), emit: report
@@ -15,7 +16,7 @@ process MAKE_REPORT {
     def args = task.ext.args ?: ''
     def calls = samples.collect { sample -> "${sample}/sequence_calls.tsv" }.join(' ')
     """
-    make_report.py --calls ${calls} --models ${models} --out report.html --mqc virnucpro_mqc.tsv --metrics ${metrics.join(' ')} ${args}
+    make_report.py --calls ${calls} --models ${models} --out report.html --mqc virnucpro_mqc.tsv --metrics ${metrics.join(' ')} --run-info ${run_info} ${args}
     """
 
     stub:

@@ -5,6 +5,7 @@ process SUMMARIZE {
     input:
     // staging folders start with '_', which no sample name (the output folder) can
     tuple val(meta), path(fasta, stageAs: '_input/*'), path(shards), path(sequences), path(predictions, stageAs: '_predictions/*', arity: '0..*'), path(metrics, stageAs: '_metrics/*', arity: '1..*')
+    val(chunk_size)   // PREPARE_FRAMES's: sequences shorter than it are flagged shorter_than_chunk
 
     output:
     tuple val(meta), path("${meta.id}"), emit: results
@@ -15,7 +16,7 @@ process SUMMARIZE {
     // a sample without any kept frame has no shard and therefore no predictions
     def prediction_option = predictions ? "--predictions ${predictions.join(' ')}" : ''
     """
-    summarize.py --sample ${meta.id} ${prediction_option} --shards ${shards} --sequences ${sequences} --fasta ${fasta} --outdir ${meta.id} --metrics ${metrics.join(' ')} ${args}
+    summarize.py --sample ${meta.id} ${prediction_option} --shards ${shards} --sequences ${sequences} --fasta ${fasta} --outdir ${meta.id} --chunk-size ${chunk_size} --metrics ${metrics.join(' ')} ${args}
     """
 
     stub:

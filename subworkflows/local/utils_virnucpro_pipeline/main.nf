@@ -33,6 +33,8 @@ workflow PIPELINE {
     VIRNUCPRO(
         samples.toSortedList { a, b -> a[0] <=> b[0] }.map { rows -> checkSamples(input, rows) }.flatMap(),
         modelRequest(run.dnabert_model, run.esm_model, run.classifier, run.chunk_size, run.tiny_models),
+        // what only Nextflow knows of the run, for the report's run section
+        channel.of(runInfo(run)).collectFile(name: 'run_info.json'),
     )
 
     // a publishDir pattern cannot pick a file inside a declared output folder: copy it here
@@ -41,11 +43,46 @@ workflow PIPELINE {
     // a STAGE_MODELS task reused by storeDir runs no command (and storeDir allows no eval
     // output): stage_models.py writes its version beside models.json
     def staging_version = VIRNUCPRO.out.models_json.map { json -> ['STAGE_MODELS', 'virnucpro', json.resolveSibling('versions.txt').text.trim()] }
+    // MultiQC's software versions format (a *_mqc_versions.yml file): process -> {tool: version}
     channel.topic('versions')
         .mix(staging_version)
         .unique()
-        .map { process, tool, version -> "${process.tokenize(':').last()}:\n  ${tool}: '${version}'" }
-        .collectFile(name: 'software_versions.yml', storeDir: "${run.outdir}/pipeline_info", sort: true, newLine: true)
+        .map { process, _tool, versions -> versionsYaml(process.tokenize(':').last(), toolVersions(versions)) }
+        .mix(channel.of(versionsYaml('Workflow', [(workflow.manifest.name): workflow.manifest.version, Nextflow: nextflow.version.toString()])))
+        .collectFile(name: 'virnucpro_software_mqc_versions.yml', storeDir: "${run.outdir}/pipeline_info", sort: true, newLine: true)
+}
+
+/*
+ * The run as Nextflow knows it, as JSON for make_report.py --run-info: its start, command line,
+ * versions and parameters (plain values; anything else as text).
+ */
+def runInfo(Map run) {
+    def info = [
+        pipeline: workflow.manifest.name,
+        pipeline_version: workflow.manifest.version,
+        nextflow_version: nextflow.version.toString(),
+        run_name: workflow.runName,
+        profile: workflow.profile,
+        command_line: workflow.commandLine,
+        started: workflow.start.toString(),
+        params: run.collectEntries { name, value -> [name, value == null || value instanceof Number || value instanceof Boolean ? value : value.toString()] },
+    ]
+    return groovy.json.JsonOutput.prettyPrint(groovy.json.JsonOutput.toJson(info))
+}
+
+/*
+ * The tools and versions of a bin script's --version line: 'virnucpro 0.1.0; python 3.11.7; ...'.
+ */
+def toolVersions(String line) {
+    return line.tokenize(';').collect { part -> part.trim() }.findAll { part -> part }.collectEntries { part ->
+        def space = part.lastIndexOf(' ')
+        space > 0 ? [part.substring(0, space), part.substring(space + 1)] : [part, '']
+    }
+}
+
+def versionsYaml(String group, Map versions) {
+    // versions quoted (as JSON strings, which YAML reads): 1.10 must not become the number 1.1
+    return "${group}:\n" + versions.collect { tool, version -> "  ${tool}: ${groovy.json.JsonOutput.toJson(version.toString())}" }.join('\n')
 }
 
 /*
