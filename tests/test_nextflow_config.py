@@ -81,7 +81,7 @@ def test_lint_reports_mistakes(tmp_path):
 def test_the_launch_reads_the_manifest_without_warning(nxf_home, parser):
     """`nextflow run .` reads the manifest of nextflow.config before it binds projectDir: nothing there
     may call a method on it (a warning at every launch). Offline the run stops at the nf-schema plugin."""
-    result = nextflow(nxf_home, parser, "run", ".", "--help", timeout=120)
+    result = nextflow(nxf_home, parser, "run", ".", "--help")
     output = result.stdout + result.stderr
     assert "Launching `./main.nf`" in output and "WARN" not in output, output
 
