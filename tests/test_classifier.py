@@ -50,7 +50,7 @@ def classify(dnabert, esm, classifier, out) -> tuple[int, str]:
     stderr, sigterm = io.StringIO(), signal.getsignal(signal.SIGTERM)
     try:
         with contextlib.redirect_stderr(stderr):
-            status = cli.run(classify_frames.main, classify_frames.build_parser(), argv)
+            status = cli.run(classify_frames.main, classify_frames.build_parser, argv, uses_torch=True)
     finally:
         signal.signal(signal.SIGTERM, sigterm)
     return status, stderr.getvalue()

@@ -139,7 +139,8 @@ def run(args: argparse.Namespace, sequence_problem: Callable[[str], str | None],
     if args.metrics:
         write_metrics(
             args.metrics, stage=f"embed_{checkpoint.role}", name=Path(args.fasta).stem, items=len(records), tokens=tokens,
-            device=str(device), precision=precision, peak_gpu_memory_bytes=peak_gpu_memory(device), **timings,
+            device=str(device), precision=precision, peak_gpu_memory_bytes=peak_gpu_memory(device),
+            threads=torch.get_num_threads(), **timings,
         )
 
 
