@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import BIN
+from conftest import BIN, SCRIPT_TIMEOUT
 from virnucpro import cli
 
 SCRIPTS = sorted(path.name for path in BIN.glob("*.py"))
@@ -18,7 +18,7 @@ HEAVY = ("torch", "numpy", "h5py", "tokenizers", "safetensors", "esm", "Bio", "h
 
 
 def run_python(code: str, *arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code, *arguments], capture_output=True, text=True, cwd=BIN, check=True)
+    return subprocess.run([sys.executable, "-c", code, *arguments], capture_output=True, text=True, cwd=BIN, check=True, timeout=SCRIPT_TIMEOUT)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -74,14 +74,14 @@ def test_threads_are_set_before_the_libraries_load(threads):
 
 def test_an_abbreviated_option_is_refused(tmp_path):
     """--threads is read before the script's own options: '--thr' may mean it nowhere."""
-    result = subprocess.run([sys.executable, str(BIN / "summarize.py"), "--sequences", "x", "--outdir", str(tmp_path), "--thr", "2"],
-                            capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run([sys.executable, str(BIN / "summarize.py"), "--sequences", "x", "--outdir", str(tmp_path), "--chunk-size", "500", "--thr", "2"],
+                            capture_output=True, text=True, timeout=SCRIPT_TIMEOUT)  # fmt: skip
     assert result.returncode == 2 and "unrecognized arguments: --thr 2" in result.stderr
 
 
 @pytest.mark.parametrize("value", ["0", "two", "-1"])
 def test_a_bad_thread_count_is_refused_with_the_scripts_usage(value):
-    result = subprocess.run([sys.executable, str(BIN / "prepare_frames.py"), "--threads", value], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, str(BIN / "prepare_frames.py"), "--threads", value], capture_output=True, text=True, timeout=SCRIPT_TIMEOUT)
     assert result.returncode == 2 and "argument --threads:" in result.stderr and "--chunk-size" in result.stderr
 
 
@@ -92,6 +92,6 @@ def test_an_embedder_runs_with_the_threads_it_is_given(reference, tmp_path, thre
         [sys.executable, str(BIN / "embed_dnabert.py"), "--fasta", str(reference / "identified_nucleotide500.fa"),
          "--model", str(reference / "models" / "dnabert_s_tiny"), "--out", str(tmp_path / "x.h5"), "--device", "cpu",
          "--no-progress", "--quiet", "--metrics", str(metrics), "--threads", str(threads)],
-        check=True, capture_output=True,
+        check=True, capture_output=True, timeout=SCRIPT_TIMEOUT,
     )  # fmt: skip
     assert json.loads(metrics.read_text())["threads"] == threads

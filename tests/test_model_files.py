@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import BIN
+from conftest import BIN, SCRIPT_TIMEOUT
 from virnucpro import classifier, dnabert, esm
 from virnucpro.errors import VirNucProError
 
@@ -126,7 +126,7 @@ def test_the_script_names_a_truncated_checkpoint_instead_of_invalid_argument(ref
     path.write_bytes(cut((models / path.name).read_bytes(), INVALID_ARGUMENT_CUTS[path.name]))
     command = [sys.executable, BIN / "embed_esm.py", "--fasta", reference / "identified_protein500.faa", "--model", path,
                "--out", tmp_path / "out.h5", "--device", "cpu", "--no-progress", "--quiet"]  # fmt: skip
-    result = subprocess.run(list(map(str, command)), capture_output=True, text=True)
+    result = subprocess.run(list(map(str, command)), capture_output=True, text=True, timeout=SCRIPT_TIMEOUT)
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith(f"ERROR [embed_esm.py] {path}: truncated or damaged PyTorch checkpoint"), result.stderr
     assert not (tmp_path / "out.h5").exists()
@@ -232,7 +232,7 @@ def test_a_legacy_format_classifier_loads(tmp_path, models):
 
 def test_the_classifier_imports_no_other_stage():
     code = "import sys; import virnucpro.classifier; print(sorted(m for m in sys.modules if m.startswith('virnucpro.')))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=BIN, check=True)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=BIN, check=True, timeout=SCRIPT_TIMEOUT)
     loaded = set(eval(result.stdout))
     assert "virnucpro.model_files" in loaded
     assert not loaded & {f"virnucpro.{stage}" for stage in ("embedding", "dnabert", "esm", "prepare", "summary", "report", "staging")}

@@ -297,8 +297,12 @@ def test_metrics_at_the_edges_of_their_range_make_a_valid_report(tmp_path, run_i
         ({"threshold": "0.5"}, "threshold '0.5' is not a number"),
         ({"threshold": None}, "threshold None is not a number"),
         ({"sample": 7}, "sample 7 is not a name"),
+        ({"chunk_size": "500"}, "chunk_size '500' is not an integer"),
+        ({"chunk_size": 0}, "chunk_size 0 is below 1"),
+        ({"chunk_size": float("inf")}, "chunk_size inf is not an integer"),
+        ({"chunk_size": 10**30}, "chunk_size 1000000000000000000000000000000 is above 9007199254740992"),
     ],
-    ids=["nan", "above-1", "negative", "bool", "string", "missing", "sample-number"],
+    ids=["nan", "above-1", "negative", "bool", "string", "missing", "sample-number", "chunk-text", "chunk-zero", "chunk-inf", "chunk-huge"],
 )
 def test_bad_values_in_a_summary_fail(tmp_path, run_inputs, summary, needle):
     _, models, metrics = run_inputs

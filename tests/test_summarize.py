@@ -400,7 +400,8 @@ def test_out_of_range_metrics_fail_and_write_nothing(hand_case, key, value, need
     predictions, directory = hand_case
     path = directory / "m.json"
     path.write_text(json.dumps({"stage": "embed_esm", "items": 10, "seconds": 2.0, key: "PLACEHOLDER"}).replace('"PLACEHOLDER"', value))
-    assert_fails_cleanly(summarize(directory, "H", predictions, directory / "in.fa", "--metrics", path, check=False), str(path), needle)
+    result = summarize(directory, "H", predictions, directory / "in.fa", "--metrics", path, check=False, chunk_size=HAND_CHUNK_SIZE)
+    assert_fails_cleanly(result, str(path), needle)
     assert not (directory / "out").exists()
 
 
@@ -409,7 +410,7 @@ def test_metrics_at_the_edges_of_their_range_give_valid_json(hand_case):
     predictions, directory = hand_case
     path = directory / "m.json"
     path.write_text(json.dumps({"stage": "embed_esm", "items": 2**53, "tokens": 2**53, "seconds": 5e-324, "load_seconds": 1e8}))
-    summarize(directory, "H", predictions, directory / "in.fa", "--metrics", path)
+    summarize(directory, "H", predictions, directory / "in.fa", "--metrics", path, chunk_size=HAND_CHUNK_SIZE)
     [stage] = strict_json(directory / "out" / "summary.json")["stages"]
     assert (stage["items"], stage["items_per_second"], stage["tokens_per_second"]) == (2**53, None, None)
 

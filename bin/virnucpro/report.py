@@ -25,7 +25,7 @@ from .contracts import (
     SUMMARY_JSON, TEST_ONLY, TOO_SHORT, VIRUS, call_rule, file_sha256, read_tsv,
 )  # fmt: skip
 from .errors import InputError, VirNucProError
-from .values import checked_float, load_json, parse_int, shown
+from .values import checked_float, checked_int, load_json, parse_int, shown
 
 TOP_SEQUENCES = 50
 HISTOGRAM_BINS = 20
@@ -196,10 +196,7 @@ def summary_sample(path: Path, summary: dict) -> str | None:
 
 
 def summary_chunk_size(path: Path, summary: dict) -> int:
-    value = summary.get("chunk_size")
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(path, f"chunk_size {value!r} is not a chunk length in bp: not written by this summarize.py")
-    return value
+    return checked_int(path, "chunk_size", summary.get("chunk_size"), minimum=1)
 
 
 def recorded_sha256(path: Path, summary: dict) -> str:
