@@ -6,11 +6,6 @@ import time
 from pathlib import Path
 
 from virnucpro import cli
-from virnucpro.atomic import atomic_open
-from virnucpro.classifier import check_input_dim, check_same_frames, load_classifier, score_frames
-from virnucpro.contracts import DNABERT, ESM, PREDICTIONS_SUFFIX, EmbeddingFile
-from virnucpro.embedding import resolve_device
-from virnucpro.metrics import write_metrics
 
 
 def build_parser():
@@ -25,6 +20,14 @@ def build_parser():
 
 
 def main(args) -> None:
+    import torch
+
+    from virnucpro.atomic import atomic_open
+    from virnucpro.classifier import check_input_dim, check_same_frames, load_classifier, score_frames
+    from virnucpro.contracts import DNABERT, ESM, PREDICTIONS_SUFFIX, EmbeddingFile
+    from virnucpro.embedding import resolve_device
+    from virnucpro.metrics import write_metrics
+
     started = time.perf_counter()
     device = resolve_device(args.device)
     model = load_classifier(args.classifier)
@@ -37,9 +40,10 @@ def main(args) -> None:
         write_metrics(
             args.metrics, stage="classify_frames", name=Path(args.out).name.removesuffix(PREDICTIONS_SUFFIX),
             items=frames, tokens=None, seconds=time.perf_counter() - started, device=str(device), precision="fp32",
+            threads=torch.get_num_threads(),
         )
     cli.log.info("scored %d frames from %s", frames, args.dnabert)
 
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main, build_parser()))
+    sys.exit(cli.run(main, build_parser, uses_torch=True))

@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from virnucpro import cli, contracts, dnabert, embedding
+from virnucpro import cli
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from virnucpro import contracts, dnabert, embedding
+
     parser = embedding.make_parser(
         __doc__, "nucleotide FASTA of the frames to embed (a prepare_frames.py .fna shard)", dnabert.DEFAULT_BATCH_TOKENS
     )
@@ -21,8 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> None:
+    from virnucpro import dnabert, embedding
+
     embedding.run(args, dnabert.sequence_problem, lambda: dnabert.open_checkpoint(args.model))
 
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main, build_parser()))
+    sys.exit(cli.run(main, build_parser, uses_torch=True))

@@ -7,10 +7,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from virnucpro import cli, contracts, embedding, esm
+from virnucpro import cli
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from virnucpro import contracts, embedding, esm
+
     parser = embedding.make_parser(
         __doc__, "protein FASTA of the frames to embed (a prepare_frames.py .faa shard)", esm.DEFAULT_BATCH_TOKENS
     )
@@ -27,8 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> None:
+    from virnucpro import embedding, esm
+
     embedding.run(args, esm.sequence_problem, lambda: esm.open_checkpoint(args.model, args.layer, args.compile))
 
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main, build_parser()))
+    sys.exit(cli.run(main, build_parser, uses_torch=True))

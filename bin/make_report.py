@@ -8,9 +8,6 @@ import sys
 from datetime import datetime, timezone
 
 from virnucpro import cli
-from virnucpro.atomic import write_text
-from virnucpro.metrics import aggregate_stages, read_metrics
-from virnucpro.report import format_mqc, read_models, read_run_calls, read_run_info, render_html
 
 
 def build_parser():
@@ -28,6 +25,10 @@ def build_parser():
 
 
 def main(args) -> None:
+    from virnucpro.atomic import write_text
+    from virnucpro.metrics import aggregate_stages, read_metrics
+    from virnucpro.report import format_mqc, read_models, read_run_calls, read_run_info, render_html
+
     run = read_run_calls(args.calls)
     models = read_models(args.models)
     stages = aggregate_stages(read_metrics(args.metrics))
@@ -40,4 +41,4 @@ def main(args) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main, build_parser()))
+    sys.exit(cli.run(main, build_parser))

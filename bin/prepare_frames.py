@@ -15,17 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from virnucpro import cli, prepare
-from virnucpro.metrics import write_metrics
+from virnucpro import cli
 
 log = logging.getLogger("virnucpro")
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def non_negative_int(text: str) -> int:
@@ -36,21 +28,23 @@ def non_negative_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from virnucpro import prepare
+
     parser = cli.make_parser(__doc__)
     parser.add_argument("--fasta", required=True, help="input nucleotide FASTA, plain or gzip-compressed")
     parser.add_argument(
-        "--chunk-size", required=True, type=positive_int, help="chunk length in bp (300 or 500 for the published models)"
+        "--chunk-size", required=True, type=cli.positive_int, help="chunk length in bp (300 or 500 for the published models)"
     )
     parser.add_argument(
         "--prefix", required=True, help="output prefix P: writes P.0001.fna/.faa ..., P.shards.tsv, P.sequences.tsv"
     )
     parser.add_argument(
-        "--shard-tokens", type=positive_int, default=prepare.DEFAULT_SHARD_TOKENS,
+        "--shard-tokens", type=cli.positive_int, default=prepare.DEFAULT_SHARD_TOKENS,
         help="most ESM-2 tokens (protein residues + 2 per frame) in one shard, which sets an embedding task's GPU "
         "time; shards are as few as the caps allow and balanced by tokens; a frame above it gets a shard of its own",
     )
     parser.add_argument(
-        "--shard-size", type=positive_int, default=None, help="most frames in one shard, besides --shard-tokens (None: no limit)"
+        "--shard-size", type=cli.positive_int, default=None, help="most frames in one shard, besides --shard-tokens (None: no limit)"
     )
     parser.add_argument(
         "--rename-duplicates", action="store_true",
@@ -70,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> None:
+    from virnucpro import prepare
+    from virnucpro.metrics import write_metrics
+
     started = time.perf_counter()
     summary = prepare.prepare(
         args.fasta, args.chunk_size, args.prefix, shard_tokens=args.shard_tokens, shard_frames=args.shard_size,
@@ -88,5 +85,4 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    parser = build_parser()
-    sys.exit(cli.run(main, parser))
+    sys.exit(cli.run(main, build_parser))

@@ -7,10 +7,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from virnucpro import atomic, cli, contracts, staging
+from virnucpro import cli
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from virnucpro import contracts, staging
+
     parser = cli.make_parser(__doc__)
     parser.add_argument("--outdir", required=True, type=Path, help="directory for fetched models, checksums.sha256, models.json and versions.txt (reused when it exists)")
     parser.add_argument("--chunk-size", type=int, required=True, choices=staging.CHUNK_SIZES, help="chunk length the classifier must have been trained on")
@@ -22,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> None:
+    from virnucpro import atomic, contracts, staging
+
     args.outdir.mkdir(parents=True, exist_ok=True)
     if args.tiny:
         entries = staging.stage_tiny(args.outdir)
@@ -34,4 +38,4 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main, build_parser()))
+    sys.exit(cli.run(main, build_parser, uses_torch=True))

@@ -7,12 +7,11 @@ import sys
 from pathlib import Path
 
 from virnucpro import cli
-from virnucpro.contracts import DEFAULT_THRESHOLD, SEQUENCES_SUFFIX, SHARDS_SUFFIX
-from virnucpro.metrics import aggregate_stages, read_metrics
-from virnucpro.summary import summarize
 
 
 def build_parser():
+    from virnucpro.contracts import DEFAULT_THRESHOLD
+
     parser = cli.make_parser(__doc__)
     parser.add_argument("--sample", help="sample name, written into every row of sequence_calls.tsv (default: P of P.sequences.tsv)")
     parser.add_argument("--predictions", nargs="*", default=[], help="the predictions TSV of every shard (from classify_frames.py), any order")
@@ -29,11 +28,17 @@ def build_parser():
 
 def prepare_prefix(sequences: str) -> str:
     """P for P.sequences.tsv, as prepare_frames.py names its outputs."""
+    from virnucpro.contracts import SEQUENCES_SUFFIX
+
     name = Path(sequences).name
     return name.removesuffix(SEQUENCES_SUFFIX) if name.endswith(SEQUENCES_SUFFIX) else Path(name).stem
 
 
 def main(args) -> None:
+    from virnucpro.contracts import SHARDS_SUFFIX
+    from virnucpro.metrics import aggregate_stages, read_metrics
+    from virnucpro.summary import summarize
+
     prefix = prepare_prefix(args.sequences)
     sample = args.sample or prefix
     shards = args.shards or str(Path(args.sequences).with_name(f"{prefix}{SHARDS_SUFFIX}"))
@@ -45,4 +50,4 @@ def main(args) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main, build_parser()))
+    sys.exit(cli.run(main, build_parser))

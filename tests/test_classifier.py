@@ -50,7 +50,7 @@ def classify(dnabert, esm, classifier, out) -> tuple[int, str]:
     stderr, sigterm = io.StringIO(), signal.getsignal(signal.SIGTERM)
     try:
         with contextlib.redirect_stderr(stderr):
-            status = cli.run(classify_frames.main, classify_frames.build_parser(), argv)
+            status = cli.run(classify_frames.main, classify_frames.build_parser, argv, uses_torch=True)
     finally:
         signal.signal(signal.SIGTERM, sigterm)
     return status, stderr.getvalue()
@@ -121,12 +121,12 @@ def test_refuses_a_pickle_that_would_run_code(tmp_path):
         load_classifier(malicious)
     assert not marker.exists()
     assert str(malicious) in str(error.value)
-    assert "system" in str(error.value) and "refusing" in str(error.value)
+    assert "posix.system" in str(error.value) and "refused to load" in str(error.value) and "nothing from it was run" in str(error.value)
 
     result = run_script("classify_frames.py", "--dnabert", tmp_path / "x.h5", "--esm", tmp_path / "y.h5",
                         "--classifier", malicious, "--out", tmp_path / "z.tsv", check=False)
     assert result.returncode == 1
-    assert "Traceback" not in result.stderr and "refusing" in result.stderr
+    assert "Traceback" not in result.stderr and "refused to load" in result.stderr
     assert not marker.exists() and not (tmp_path / "z.tsv").exists()
 
 
@@ -198,14 +198,14 @@ def test_refuses_non_finite_weights(tmp_path, pair, tiny_weights, weight, value)
         # torch refuses it itself (module sys is blocked), with advice to use weights_only=False
         (lambda path: write_checkpoint(path, b"\x80\x02csys\nMLPClassifier\n)\x81}b."), "sys.MLPClassifier"),
         # BUILD on a list: torch refuses the operation, not a class
-        (lambda path: write_checkpoint(path, b"\x80\x02]}b."), "an operation that no saved classifier's pickle uses (to a list)"),
+        (lambda path: write_checkpoint(path, b"\x80\x02]}b."), "an operation that torch.save never writes (to a list)"),
     ],
     ids=["scanned", "torch-refused", "torch-refused-operation"],
 )
 def test_refused_pickles_are_named_without_torch_advice(tmp_path, pair, make, named):
     path = tmp_path / "classifier.pth"
     make(path)
-    assert_refused(tmp_path, *pair, path, str(path), named, "refusing")
+    assert_refused(tmp_path, *pair, path, str(path), named, "refused to load")
 
 
 def cyclic_model() -> MLPClassifier:
@@ -263,21 +263,101 @@ def put_nan(path) -> None:
         handle["embeddings"][2, 5] = np.nan
 
 
+def set_attribute(name, value):
+    def damage(path) -> None:
+        with h5py.File(path, "a") as handle:
+            handle.attrs[name] = value
+
+    return damage
+
+
 @pytest.mark.parametrize(
     "damage, fragments",
     [
+        (set_attribute("dim", "ninety-six"), ["attribute dim 'ninety-six' is not an integer"]),
+        (set_attribute("dim", 2.5), ["attribute dim 2.5 is not an integer"]),
+        (set_attribute("dim", -96), ["attribute dim -96 is below 1"]),
+        (set_attribute("dim", 2**40), ["attribute dim 1099511627776 is above 1048576"]),
+        (set_attribute("dim", [96, 96]), ["attribute dim"]),
+        (set_attribute("ids_sha256", 7), ["attribute ids_sha256 7 is not a SHA-256"]),
         (replace_with_group, ["'embeddings' is not a dataset"]),
         (break_utf8, ["row 1 is not UTF-8"]),
         (drop_pooling, ["lacks the attribute(s) pooling"]),
         (put_nan, ["row 2 holds NaN or Inf", "s_chunk_1R1"]),
     ],
-    ids=["group", "not-utf8", "missing-attribute", "nan"],
+    ids=["dim-text", "dim-float", "dim-negative", "dim-huge", "dim-array", "digest-number", "group", "not-utf8", "missing-attribute", "nan"],
 )
 @pytest.mark.parametrize("role", [contracts.DNABERT, contracts.ESM])
 def test_damaged_embedding_files_are_one_line(tmp_path, pair, tiny_classifier, damage, fragments, role):
     damaged = pair[0] if role == contracts.DNABERT else pair[1]
     damage(damaged)
     assert_refused(tmp_path, *pair, tiny_classifier, str(damaged), *fragments)
+
+
+CLAIMED_ROWS = 5_000_000
+
+
+def claiming_file(path, role, layout) -> None:
+    """An embeddings file whose attributes are all in order and whose datasets declare
+    CLAIMED_ROWS rows, of which it holds three, or none, or holds them elsewhere."""
+    ids, dim = FRAME_IDS, TINY_DIMS[role]
+    digest = contracts.FrameIdDigest()
+    digest.update(ids)
+    with h5py.File(path, "w") as handle:
+        strings = h5py.string_dtype("utf-8")
+        if layout == "missing-chunks":  # chunks never written read as the fill value: empty IDs, zero vectors
+            handle.create_dataset("ids", shape=(CLAIMED_ROWS,), dtype=strings, chunks=(1024,), maxshape=(None,))[:3] = ids
+            handle.create_dataset("embeddings", shape=(CLAIMED_ROWS, dim), dtype="f4", chunks=(1024, dim), maxshape=(None, dim))[:3] = 1.0
+        elif layout == "unallocated":  # contiguous storage is allocated when first written
+            handle.create_dataset("ids", shape=(CLAIMED_ROWS,), dtype=strings)
+            handle.create_dataset("embeddings", shape=(CLAIMED_ROWS, dim), dtype="f4")
+        elif layout == "external":
+            handle.create_dataset("ids", data=ids, dtype=strings)
+            raw = path.with_suffix(".raw")
+            raw.write_bytes(np.ones((3, dim), dtype="f4").tobytes())
+            handle.create_dataset("embeddings", shape=(CLAIMED_ROWS, dim), dtype="f4", external=[(raw.name, 0, h5py.h5f.UNLIMITED)])
+        else:  # virtual: three rows mapped from another file, the rest the fill value
+            handle.create_dataset("ids", data=ids, dtype=strings)
+            with h5py.File(path.with_suffix(".source.h5"), "w") as source:
+                source.create_dataset("rows", data=np.ones((3, dim), dtype="f4"))
+            layout_ = h5py.VirtualLayout(shape=(CLAIMED_ROWS, dim), dtype="f4")
+            layout_[:3] = h5py.VirtualSource(path.with_suffix(".source.h5").name, "rows", shape=(3, dim))
+            handle.create_virtual_dataset("embeddings", layout_, fillvalue=0)
+        handle.attrs.update({**ATTRIBUTES[role], "dtype": "float32", "dim": dim, "ids_sha256": digest.hexdigest()})
+
+
+@pytest.mark.parametrize(
+    "layout, named",
+    [
+        ("missing-chunks", f"dataset 'ids' of shape ({CLAIMED_ROWS},) needs 4,883 chunks but stores 1"),
+        ("unallocated", f"dataset 'ids' of shape ({CLAIMED_ROWS},) declares 40,000,000 bytes but stores 0"),
+        ("external", "dataset 'embeddings' of shape (5000000, {dim}) keeps its data in external file(s)"),
+        ("virtual", "dataset 'embeddings' of shape (5000000, {dim}) is a virtual dataset"),
+    ],
+)
+@pytest.mark.parametrize("role", [contracts.DNABERT, contracts.ESM])
+def test_datasets_not_backed_by_data_are_refused_when_opened(tmp_path, pair, tiny_classifier, layout, named, role):
+    """Millions of declared rows that the file does not hold: refused when opened, from the
+    file's index alone, instead of scored as fill values for hours."""
+    path = tmp_path / f"claims_{role}.h5"
+    claiming_file(path, role, layout)
+    with pytest.raises(InputError) as error:
+        contracts.EmbeddingFile(path, role)
+    assert str(error.value).startswith(f"{path}: ") and named.format(dim=TINY_DIMS[role]) in str(error.value)
+    dnabert, esm = (path, pair[1]) if role == contracts.DNABERT else (pair[0], path)
+    assert_refused(tmp_path, dnabert, esm, tiny_classifier, str(path), "not a file the embedders wrote whole")
+
+
+def test_a_compressed_file_holding_all_its_rows_is_read(tmp_path, tiny_classifier):
+    """Storage smaller than the declared size is fine where every chunk is there (compression)."""
+    dnabert, esm = write_pair(tmp_path)
+    with h5py.File(dnabert, "a") as handle:
+        vectors = handle["embeddings"][:]
+        del handle["embeddings"]
+        handle.create_dataset("embeddings", data=vectors, chunks=(1, vectors.shape[1]), compression="gzip")
+    status, stderr = classify(dnabert, esm, tiny_classifier, tmp_path / "z.tsv")
+    assert status == 0, stderr
+    assert len((tmp_path / "z.tsv").read_text().splitlines()) == 1 + len(FRAME_IDS)
 
 
 def test_swapped_embedding_files_are_refused(tmp_path, pair, tiny_classifier):

@@ -133,6 +133,7 @@ def by_hand(tmp_path_factory) -> Path:
     key = "models"
 
     def run_module(name: str, values: dict[str, str]) -> None:
+        values = {"task.cpus": "1", **values}  # the test profile's cpus
         script, *arguments = render(command_template(MODULES / name / "main.nf"), values)
         command = [sys.executable, str(REPO / "bin" / script), *arguments]
         result = subprocess.run(command, cwd=work, capture_output=True, text=True)

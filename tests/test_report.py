@@ -208,6 +208,15 @@ def test_a_calls_file_not_sealed_by_its_summary_fails(tmp_path, run_inputs, chan
         ("mean_chunk_score", "high", "line 2: mean_chunk_score 'high' is not a number"),
         ("max_chunk_score", "1.5", "line 2: max_chunk_score '1.5' is not a score between 0 and 1"),
         ("chunks_scored", "2.0", "line 2: chunks_scored '2.0' is not an integer"),
+        ("length", "-1200", "line 2: length '-1200' is not an integer"),
+        ("length", "1_200", "line 2: length '1_200' is not an integer"),
+        ("length", " 1200", "line 2: length ' 1200' is not an integer"),
+        ("length", "\u0661\u0662", "line 2: length '\u0661\u0662' is not an integer"),  # Arabic-Indic digits, which int() reads
+        ("length", "9" * 17, "line 2: length 99999999999999999 is above 9007199254740992"),
+        ("length", "9" * 5000, "line 2: length 99999999999999999999... (5000 digits) is above 9007199254740992"),
+        ("mean_chunk_score", "nan", "line 2: mean_chunk_score 'nan' is not a score between 0 and 1"),
+        ("mean_chunk_score", "inf", "line 2: mean_chunk_score 'inf' is not a score between 0 and 1"),
+        ("viral_chunk_fraction", "-0.5", "line 2: viral_chunk_fraction '-0.5' is not a score between 0 and 1"),
         ("call", "maybe", "line 2: call 'maybe' where status scored needs one of virus, non-virus"),
         ("status", "done", "line 2: status 'done' is not one of scored, no_open_frame, too_short, invalid"),
         ("shorter_than_chunk", "yes", "line 2: shorter_than_chunk 'yes' is not one of true, false"),
@@ -233,6 +242,74 @@ def test_tolerates_sparse_metrics_and_no_scored_sequences(tmp_path):
     assert ">summarize<" in html and ">classifier<" in html
     _, (_, *rows) = mqc_parts(tmp_path / "virnucpro_mqc.tsv")
     assert rows == [["invalid_only", "1", "0", "0", "0", "", "0.00", "0", "0", "0", "1"], ["no_sequences", *"0000", "", "", *"0000"]]
+
+
+BAD_METRIC_VALUES = [
+    # (key, the value's JSON text, what the one-line error says)
+    ("items", "-1", "'items' -1 is below 0"),
+    ("items", "2.5", "'items' 2.5 is not an integer"),
+    ("items", "true", "'items' True is not an integer"),
+    ("items", '"12"', "'items' '12' is not an integer"),
+    ("items", "1e400", "'items' inf is not an integer"),  # JSON's 1e400 reads as Infinity
+    ("tokens", "1" + "0" * 30, "'tokens' 1000000000000000000000000000000 is above 9007199254740992"),
+    ("tokens", "9" * 5000, "not valid JSON"),  # beyond the digits Python reads as an integer
+    ("peak_gpu_memory_bytes", "-4096", "'peak_gpu_memory_bytes' -4096 is below 0"),
+    ("seconds", "NaN", "'seconds' nan is not a finite number"),
+    ("seconds", "Infinity", "'seconds' inf is above 1e+08"),
+    ("seconds", "-Infinity", "'seconds' -inf is below 0"),
+    ("seconds", "-0.5", "'seconds' -0.5 is below 0"),
+    ("seconds", "1e300", "'seconds' 1e+300 is above 1e+08"),
+    ("load_seconds", "[]", "'load_seconds' [] is not a number"),
+    ("load_seconds", "false", "'load_seconds' False is not a number"),
+    ("stage", "5", "'stage' 5 is not a string"),
+    ("device", "{}", "'device' {} is not a string"),
+]
+
+
+@pytest.mark.parametrize("key, value, needle", BAD_METRIC_VALUES, ids=[f"{key}={value[:12]}" for key, value, _ in BAD_METRIC_VALUES])
+def test_out_of_range_metrics_are_one_line_errors(tmp_path, run_inputs, key, value, needle):
+    calls, models, metrics = run_inputs
+    record = json.loads(metrics[0].read_text())
+    record[key] = "PLACEHOLDER"
+    metrics[0].write_text(json.dumps(record).replace('"PLACEHOLDER"', value))
+    assert_fails_cleanly(tmp_path, make_report(tmp_path, calls, models, metrics, check=False), str(metrics[0]), needle)
+
+
+def test_metrics_at_the_edges_of_their_range_make_a_valid_report(tmp_path, run_inputs):
+    """The largest counts and a subnormal time: no Infinity in the rates, nothing refused."""
+    calls, models, metrics = run_inputs
+    for path in metrics:
+        record = json.loads(path.read_text())
+        path.write_text(json.dumps({**record, "items": 2**53, "tokens": 2**53, "seconds": 5e-324, "load_seconds": 0}))
+    make_report(tmp_path, calls, models, metrics)
+    esm_row = re.search(r"<tr><td[^>]*>embed_esm</td>.*?</tr>", (tmp_path / "report.html").read_text()).group(0)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", esm_row)
+    assert cells[1:8] == ["2", f"{2 * 2**53:,}", f"{2 * 2**53:,}", "0.0", "0.0", "–", "–"]  # no rate of infinity
+
+
+@pytest.mark.parametrize(
+    "summary, needle",
+    [
+        ({"threshold": float("nan")}, "threshold nan is not a finite number"),
+        ({"threshold": 1.5}, "threshold 1.5 is above 1"),
+        ({"threshold": -0.1}, "threshold -0.1 is below 0"),
+        ({"threshold": True}, "threshold True is not a number"),
+        ({"threshold": "0.5"}, "threshold '0.5' is not a number"),
+        ({"threshold": None}, "threshold None is not a number"),
+        ({"sample": 7}, "sample 7 is not a name"),
+        ({"chunk_size": "500"}, "chunk_size '500' is not an integer"),
+        ({"chunk_size": 0}, "chunk_size 0 is below 1"),
+        ({"chunk_size": float("inf")}, "chunk_size inf is not an integer"),
+        ({"chunk_size": 10**30}, "chunk_size 1000000000000000000000000000000 is above 9007199254740992"),
+    ],
+    ids=["nan", "above-1", "negative", "bool", "string", "missing", "sample-number", "chunk-text", "chunk-zero", "chunk-inf", "chunk-huge"],
+)
+def test_bad_values_in_a_summary_fail(tmp_path, run_inputs, summary, needle):
+    _, models, metrics = run_inputs
+    calls = write_calls(tmp_path / "s", "s", [])
+    path = calls.parent / "summary.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **summary}))  # allow_nan: the file a broken writer left
+    assert_fails_cleanly(tmp_path, make_report(tmp_path, [calls], models, metrics, check=False), str(path), needle)
 
 
 def test_bad_metrics_file_is_a_clear_error(tmp_path, run_inputs):

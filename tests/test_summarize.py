@@ -335,6 +335,14 @@ def test_a_fasta_other_than_the_prepared_one_fails(hand_case, fasta, needle):
         ("H.shards.tsv", "H.0001\t3\t", "H.0001\t3.0\t", "frame count '3.0' is not an integer"),
         ("H.0001.predictions.tsv", "\t0.3\t0.7", "\t0.3\t1.7", "line 2 has a score that is not a probability"),
         ("H.0002.predictions.tsv", "\t0.1\t0.9", "\t0.1\tnan", "line 2 has a score that is not a probability"),
+        ("H.0002.predictions.tsv", "\t0.1\t0.9", "\t0.1\tinf", "line 2 has a score that is not a probability"),
+        ("H.0002.predictions.tsv", "\t0.1\t0.9", "\t-0.1\t0.9", "line 2 has a score that is not a probability"),
+        ("H.sequences.tsv", "\tA\tA\t16\t", "\tA\tA\t-16\t", "line 2: length '-16' is not an integer"),
+        ("H.sequences.tsv", "\tA\tA\t16\t", "\tA\tA\t" + "9" * 20 + "\t", "line 2: length 99999999999999999999 is above 9007199254740992"),
+        ("H.sequences.tsv", "\tA\tA\t16\t2\t3\t", "\tA\tA\t16\t2\t+3\t", "line 2: frame count '+3' is not an integer"),
+        ("H.sequences.tsv", "\n1\tA\tA\t", "\n0\tA\tA\t", "line 2: record 0 is below 1"),
+        ("H.shards.tsv", "H.0001\t3\t", "H.0001\t0\t", "line 2: shard H.0001 frame count 0 is below 1"),
+        ("H.shards.tsv", "H.0001\t3\t30\t", "H.0001\t3\t3e1\t", "line 2: shard H.0001 token count '3e1' is not an integer"),
     ],
 )
 def test_bad_values_in_the_tables_fail(hand_case, table, old, new, needle):
@@ -371,6 +379,40 @@ def test_stage_metrics_are_summed_into_the_summary(hand_case):
     summarize(directory, "H", predictions, directory / "in.fa", "--metrics", *metrics, chunk_size=HAND_CHUNK_SIZE)
     [stage] = json.loads((directory / "out" / "summary.json").read_text())["stages"]
     assert (stage["stage"], stage["tasks"], stage["items"], stage["seconds"], stage["items_per_second"]) == ("embed_esm", 2, 20, 5.0, 4.0)
+
+
+def strict_json(path: Path) -> object:
+    """``path`` parsed as JSON proper: NaN and Infinity, which Python's json would accept, fail."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{path} holds {constant}, which is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+@pytest.mark.parametrize("key, value, needle", [
+    ("items", "1e400", "'items' inf is not an integer"),
+    ("seconds", "-1", "'seconds' -1 is below 0"),
+    ("seconds", "Infinity", "'seconds' inf is above 1e+08"),
+    ("tokens", "true", "'tokens' True is not an integer"),
+])  # fmt: skip
+def test_out_of_range_metrics_fail_and_write_nothing(hand_case, key, value, needle):
+    predictions, directory = hand_case
+    path = directory / "m.json"
+    path.write_text(json.dumps({"stage": "embed_esm", "items": 10, "seconds": 2.0, key: "PLACEHOLDER"}).replace('"PLACEHOLDER"', value))
+    result = summarize(directory, "H", predictions, directory / "in.fa", "--metrics", path, check=False, chunk_size=HAND_CHUNK_SIZE)
+    assert_fails_cleanly(result, str(path), needle)
+    assert not (directory / "out").exists()
+
+
+def test_metrics_at_the_edges_of_their_range_give_valid_json(hand_case):
+    """The largest counts and a subnormal time: the summary holds no Infinity (a rate of null)."""
+    predictions, directory = hand_case
+    path = directory / "m.json"
+    path.write_text(json.dumps({"stage": "embed_esm", "items": 2**53, "tokens": 2**53, "seconds": 5e-324, "load_seconds": 1e8}))
+    summarize(directory, "H", predictions, directory / "in.fa", "--metrics", path, chunk_size=HAND_CHUNK_SIZE)
+    [stage] = strict_json(directory / "out" / "summary.json")["stages"]
+    assert (stage["items"], stage["items_per_second"], stage["tokens_per_second"]) == (2**53, None, None)
 
 
 # ---------------------------------------------------------------- the result folder as a unit

@@ -5,6 +5,7 @@ killed task never leaves a file or a set that looks finished."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -60,6 +61,11 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically, as UTF-8 with '\\n' line ends."""
     with atomic_open(path) as handle:
         handle.write(text)
+
+
+def json_text(value: object, sort_keys: bool = False) -> str:
+    """``value`` as indented JSON and a newline; NaN and Infinity, which are not JSON, raise ValueError."""
+    return json.dumps(value, indent=2, sort_keys=sort_keys, allow_nan=False) + "\n"
 
 
 def replace_folder(new: Path, final: Path) -> None:

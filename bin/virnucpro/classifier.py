@@ -14,9 +14,6 @@ memory stays the same whatever the shard's size.
 
 from __future__ import annotations
 
-import pickle
-import re
-import zipfile
 from pathlib import Path
 from typing import IO, Mapping, Sequence
 
@@ -26,6 +23,8 @@ from torch import nn
 
 from .contracts import LABELS, PREDICTION_HEADER, EmbeddingFile, FrameIdDigest
 from .errors import InputError, VirNucProError
+from .model_files import PickledObject, read_safetensors, read_torch_file
+from .values import checked_float
 
 DEFAULT_BATCH_EPS = 1e-5  # torch.nn.BatchNorm1d's default, used when the file does not say
 # The CPU matrix product's rounding depends on how many rows it is given, so batches always
@@ -56,16 +55,9 @@ WEIGHT_RANKS = {
 # BatchNorm counts its training steps here and reads the count only while training with
 # momentum=None: no eval-mode score depends on it, so it is the one entry a file may carry unused.
 IGNORED_WEIGHTS = frozenset({"bn1.num_batches_tracked"})
-REFUSED_PICKLE = "refusing to load: the checkpoint's pickle references {}, which a VirNucPro classifier never contains (it may run arbitrary code)"
-
-
-class _PickledModule:
-    """Inert stand-in for a pickled nn.Module: keeps the attribute dict, runs no code."""
-
-    pickled_class = ""  # the dotted class name the pickle gave
-
-    def __setstate__(self, state: object) -> None:
-        self.state = state
+# what a classifier file may hold, named when a file holds something else
+HOLDER = "a VirNucPro classifier (tensors, plain containers, an MLPClassifier and its Linear, BatchNorm1d, ReLU and Dropout layers)"
+MAX_BATCH_NORM_EPS = 1.0  # torch's default is 1e-5; an eps near the variances flattens every score
 
 
 class MLPClassifier(nn.Module):
@@ -91,38 +83,13 @@ class MLPClassifier(nn.Module):
 # ---------------------------------------------------------------- loading
 
 
-def _unsafe_globals(path: Path) -> list[str]:
-    """The names a torch.save checkpoint's pickle references beyond torch's weights-only defaults."""
-    try:
-        return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
-    except (ValueError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError) as error:
-        raise InputError(path, f"not a PyTorch checkpoint written by torch.save ({_first_line(error)})") from None
-
-
-def _stand_ins_for(path: Path, names: Sequence[str]) -> list[tuple[type, str]]:
-    refused = [name for name in names if name not in ALLOWED_MODULE_CLASSES and name.rpartition(".")[2] != CLASSIFIER_CLASS_NAME]
-    if refused:
-        raise InputError(path, REFUSED_PICKLE.format(", ".join(refused)))
-    return [(type("PickledModule", (_PickledModule,), {"pickled_class": name}), name) for name in names]
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-
-
-def _unpickling_refusal(error: BaseException) -> str:
-    """torch's reason for refusing a pickle, without its advice (to load it with weights_only=False)."""
-    reason = str(error).rpartition("WeightsUnpickler error:")[2]
-    named = re.search(r"GLOBAL (\S+)", reason)
-    if named:
-        return REFUSED_PICKLE.format(named[1])
-    target = re.search(r"but got (?:<class '([^']+)'>|(\S+))", reason)
-    applied_to = f" (to a {target[1] or target[2]})" if target else ""
-    return f"refusing to load: its pickle applies an operation that no saved classifier's pickle uses{applied_to}"
+def _is_classifier_class(name: str) -> bool:
+    """Whether ``name`` (dotted, from the pickle) is a class of the original's pickled model, read as an inert PickledObject."""
+    return name in ALLOWED_MODULE_CLASSES or name.rpartition(".")[2] == CLASSIFIER_CLASS_NAME
 
 
 def _module_state(path: Path, module: object, what: str) -> dict:
-    state = getattr(module, "state", None) if isinstance(module, _PickledModule) else None
+    state = getattr(module, "state", None) if isinstance(module, PickledObject) else None
     if not isinstance(state, dict):
         raise InputError(path, f"{what} is not a pickled torch module")
     return state
@@ -136,10 +103,10 @@ def _entries(path: Path, state: dict, group: str, what: str) -> dict[str, object
 
 
 def _class_of(module: object) -> str:
-    return module.pickled_class if isinstance(module, _PickledModule) else type(module).__name__
+    return module.pickled_class if isinstance(module, PickledObject) else type(module).__name__
 
 
-def _pickled_weights(path: Path, model: _PickledModule) -> tuple[dict[str, object], float]:
+def _pickled_weights(path: Path, model: PickledObject) -> tuple[dict[str, object], float]:
     """The state dict and BatchNorm eps of a pickled MLPClassifier, whose layers must all be ours.
 
     The module tree is read one level deep and no further: our layers have no sublayers, so a
@@ -163,35 +130,16 @@ def _pickled_weights(path: Path, model: _PickledModule) -> tuple[dict[str, objec
             weights.update({f"{name}.{key}": value for key, value in _entries(path, layer_state, group, f"layer {name}").items()})
         if name == "bn1":
             eps = layer_state.get("eps", DEFAULT_BATCH_EPS)
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
-        raise InputError(path, f"bn1 has eps {eps!r}, not a non-negative number")
-    return weights, float(eps)
+    return weights, checked_float(path, "bn1 eps", eps, 0.0, MAX_BATCH_NORM_EPS)
 
 
 def _load_torch_file(path: Path) -> tuple[Mapping[str, object], float]:
-    stand_ins = _stand_ins_for(path, _unsafe_globals(path))
-    try:
-        with torch.serialization.safe_globals(stand_ins):
-            loaded = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise InputError(path, _unpickling_refusal(error)) from None
-    except (RuntimeError, EOFError, ValueError, TypeError, AttributeError, KeyError, IndexError) as error:
-        raise InputError(path, f"cannot read the classifier checkpoint ({type(error).__name__}: {_first_line(error)})") from None
-    if isinstance(loaded, _PickledModule):
+    loaded = read_torch_file(path, stand_in=_is_classifier_class, holder=HOLDER)
+    if isinstance(loaded, PickledObject):
         return _pickled_weights(path, loaded)
     if isinstance(loaded, Mapping):
         return loaded, DEFAULT_BATCH_EPS
     raise InputError(path, f"holds a {type(loaded).__name__}, not an MLPClassifier or a state dict")
-
-
-def _load_safetensors(path: Path) -> Mapping[str, object]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as error:
-        raise InputError(path, f"not a readable safetensors file ({_first_line(error)})") from None
 
 
 def _shape(shape: Sequence[int]) -> str:
@@ -244,7 +192,7 @@ def load_classifier(path: str | Path) -> MLPClassifier:
     if not path.is_file():
         raise InputError(path, "classifier file not found")
     if path.suffix == ".safetensors":
-        weights, eps = _load_safetensors(path), DEFAULT_BATCH_EPS
+        weights, eps = read_safetensors(path), DEFAULT_BATCH_EPS
     else:
         weights, eps = _load_torch_file(path)
     checked = _checked_weights(path, weights)

@@ -9,6 +9,7 @@ by the embedding functions only, so the table stages start fast.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 
 from .errors import InputError
 from .fasta import text_lines
+from .values import MAX_MODEL_SIZE, checked_int, parse_int, shown
 
 if TYPE_CHECKING:
     import h5py
@@ -132,17 +134,6 @@ def read_tsv(path: str | Path, columns: Sequence[str]) -> Iterator[tuple[int, di
         if len(values) != len(header):
             raise InputError(path, f"line {number} has {len(values)} fields, the header {len(header)}")
         yield number, dict(zip(header, values))
-
-
-def parse_int(path: str | Path, value: str, what: str, line: int | None = None, minimum: int = 0) -> int:
-    where = f"line {line}: " if line is not None else ""
-    try:
-        number = int(value)
-    except ValueError:
-        raise InputError(path, f"{where}{what} {value!r} is not an integer") from None
-    if number < minimum:
-        raise InputError(path, f"{where}{what} {number} is below {minimum}")
-    return number
 
 
 def read_shards(path: str | Path) -> list[Shard]:
@@ -274,6 +265,7 @@ EMBEDDING_ATTRIBUTES = ("model_role", "model", "layer", "pooling", "precision", 
 # where float16 turns subnormal (an absolute error of at most 3e-8 below)
 STORAGE_DTYPES = {"bf16": "float16", "fp32": "float32"}
 CHUNK_BYTES = 1 << 20
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 ROLE_NAMES = {DNABERT: "DNABERT-S", ESM: "ESM-2"}
 
 
@@ -365,6 +357,9 @@ class EmbeddingFile:
             item = self._file.get(name)
             if not isinstance(item, h5py.Dataset):
                 raise InputError(self.path, f"'{name}' is {'missing' if item is None else 'not a dataset'}: not an embeddings file from embed_dnabert.py or embed_esm.py")
+            problem = storage_problem(item)
+            if problem:
+                raise InputError(self.path, f"dataset '{name}' of shape {item.shape} {problem}: not a file the embedders wrote whole")
             datasets.append(item)
         ids, vectors = datasets
         attrs = self._file.attrs
@@ -382,8 +377,12 @@ class EmbeddingFile:
             raise InputError(self.path, "'ids' is not a one-dimensional string dataset")
         if vectors.ndim != 2 or vectors.dtype.name != str(attrs["dtype"]) or vectors.dtype.name not in STORAGE_DTYPES.values():
             raise InputError(self.path, f"'embeddings' is {vectors.dtype} of shape {vectors.shape}, the attributes say 2-D {attrs['dtype']}")
-        if len(ids) != vectors.shape[0] or int(attrs["dim"]) != vectors.shape[1]:
-            raise InputError(self.path, f"{len(ids)} ids for embeddings of shape {vectors.shape} (dim attribute {attrs['dim']})")
+        dim = checked_int(self.path, "attribute dim", attrs["dim"], minimum=1, maximum=MAX_MODEL_SIZE)
+        if len(ids) != vectors.shape[0] or dim != vectors.shape[1]:
+            raise InputError(self.path, f"{len(ids)} ids for embeddings of shape {vectors.shape} (dim attribute {dim})")
+        digest = attrs["ids_sha256"]
+        if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+            raise InputError(self.path, f"attribute ids_sha256 {shown(digest)} is not a SHA-256 in hex")
         return ids, vectors
 
     def __enter__(self) -> "EmbeddingFile":
@@ -392,8 +391,14 @@ class EmbeddingFile:
     def __exit__(self, *exc: object) -> None:
         self._file.close()
 
+    def _read(self, dataset: "h5py.Dataset", start: int, stop: int) -> np.ndarray:
+        try:
+            return dataset[start:stop]
+        except OSError as error:  # HDF5 names neither the file nor the rows
+            raise InputError(self.path, f"rows {start}..{stop - 1} of '{dataset.name.lstrip('/')}' cannot be read, the file is damaged ({str(error).splitlines()[0]})") from None
+
     def ids(self, start: int, stop: int) -> list[str]:
-        raw = self._ids[start:stop]
+        raw = self._read(self._ids, start, stop)
         try:
             return [value.decode("utf-8") for value in raw]
         except UnicodeDecodeError:
@@ -409,7 +414,7 @@ class EmbeddingFile:
     def stored_rows(self, start: int, stop: int) -> np.ndarray:
         """Rows [start, stop) in their storage dtype, unchecked: for a reader that widens float16
         itself (torch does it several times faster than numpy) and then calls check_finite."""
-        return self._vectors[start:stop]
+        return self._read(self._vectors, start, stop)
 
     def check_finite(self, start: int, vectors: np.ndarray) -> None:
         """Refuse NaN and Inf in ``vectors``, this file's rows from row ``start`` on."""
@@ -423,6 +428,23 @@ class EmbeddingFile:
         step = max(chunk, rows // chunk * chunk)
         for start in range(0, self.count, step):
             yield start, min(start + step, self.count)
+
+
+def storage_problem(dataset: "h5py.Dataset") -> str | None:
+    """Why ``dataset`` does not hold data for all of its declared shape, or None. HDF5 reads a
+    chunk never written, or contiguous storage never allocated, as the fill value, so a file may
+    declare millions of rows it does not hold; this asks the file's index, reading no data."""
+    if dataset.is_virtual:
+        return "is a virtual dataset (its data lives in other files)"
+    if dataset.external:
+        return f"keeps its data in external file(s) ({', '.join(str(name) for name, *_ in dataset.external)})"
+    if dataset.chunks is None:  # contiguous or compact storage is allocated whole or not at all
+        declared = dataset.size * dataset.id.get_type().get_size()
+        stored = dataset.id.get_storage_size()
+        return f"declares {declared:,} bytes but stores {stored:,}" if stored < declared else None
+    chunks = math.prod(-(-extent // chunk) for extent, chunk in zip(dataset.shape, dataset.chunks))
+    stored = dataset.id.get_num_chunks()
+    return f"needs {chunks:,} chunks but stores {stored:,}" if stored < chunks else None
 
 
 def _decodes(value: bytes) -> bool:

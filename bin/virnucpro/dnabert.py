@@ -8,8 +8,7 @@ tensors and JSON are read: no code from the checkpoint runs.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import ClassVar, Sequence
 
@@ -19,18 +18,21 @@ from tokenizers import Tokenizer
 
 from . import contracts
 from .embedding import (
-    Checkpoint, Embedder, check_sizes, iter_chunks, layer_count, meta_device, padded_batch, read_torch_file, refuse_non_finite,
-    state_dict_problems, tensor_dict,
+    Checkpoint, Embedder, check_sizes, iter_chunks, layer_count, meta_device, padded_batch, refuse_non_finite, state_dict_problems,
+    tensor_dict,
 )
-from .errors import VirNucProError
+from .errors import VirNucProError, first_line
 from .fasta import IUPAC_NUCLEOTIDES, PROTEIN_ONLY_LETTERS
+from .model_files import read_safetensors, read_torch_file
 from .modeling_dnabert import DNABertConfig, DNABertModel
+from .values import MAX_MODEL_SIZE, checked_float, checked_int, json_cut_short, load_json
 
 # 32768 padded tokens: ~300 frames of 500 bp per batch, a few GB in bf16
 DEFAULT_BATCH_TOKENS = 32768
 IGNORED_KEY_PREFIXES = ("cls.", "pooler.")  # masked-LM head and pooler: not used for embeddings
 # Any valid id: padded positions are masked out of attention and pooling.
 PADDING_ID = 0
+MAX_LAYER_NORM_EPS = 1.0  # DNABERT-S has 1e-12; an eps near the variances flattens every state
 # Sequences tokenized per call, so that the tokenizer's Encoding objects never pile up.
 TOKENIZE_CHUNK = 4096
 # prepare_frames.py writes frames of upper-cased IUPAC codes; the tokenizer has no normalizer, so
@@ -74,12 +76,21 @@ def locate_model(model: str) -> Path:
 
 def read_config(directory: Path) -> DNABertConfig:
     path = directory / contracts.DNABERT_CONFIG_FILE
+    if not path.is_file():
+        raise VirNucProError(f"{path}: missing (a DNABERT-S checkpoint directory needs {contracts.DNABERT_CONFIG_FILE})")
+    values = load_json(path)
+    if not isinstance(values, dict):
+        raise VirNucProError(f"{path}: not a model configuration (a JSON object)")
+    for field in fields(DNABertConfig):
+        if field.name not in values:
+            continue
+        if type(field.default) is int:
+            checked_int(path, field.name, values[field.name], minimum=1, maximum=MAX_MODEL_SIZE)
+        else:
+            checked_float(path, field.name, values[field.name], 0.0, MAX_LAYER_NORM_EPS)
     try:
-        values = json.loads(path.read_text(encoding="utf-8"))
         return DNABertConfig.from_dict(values)
-    except FileNotFoundError:
-        raise VirNucProError(f"{path}: missing (a DNABERT-S checkpoint directory needs {contracts.DNABERT_CONFIG_FILE})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, TypeError, ValueError) as error:
+    except ValueError as error:
         raise VirNucProError(f"{path}: not a valid model configuration ({error})") from None
     except KeyError as error:
         raise VirNucProError(f"{path}: lacks the model sizes {error.args[0]}") from None
@@ -92,12 +103,7 @@ def read_state_dict(directory: Path) -> tuple[Path, dict[str, torch.Tensor]]:
         if not path.exists():
             continue
         if name.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            try:
-                return path, load_file(path)
-            except Exception as error:  # the safetensors reader raises its own and several builtin types
-                raise VirNucProError(f"{path}: cannot read the weights ({type(error).__name__}: {error})") from None
+            return path, read_safetensors(path)
         return path, tensor_dict(read_torch_file(path), path, "the file")
     raise VirNucProError(f"{directory}: no weights ({' or '.join(contracts.DNABERT_WEIGHT_FILES)})")
 
@@ -134,7 +140,9 @@ def load_tokenizer(directory: Path, vocab_size: int) -> Tokenizer:
     try:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as error:  # the tokenizers library raises a bare Exception on bad JSON
-        raise VirNucProError(f"{path}: not a tokenizers JSON file ({error})") from None
+        cut_short = "EOF while parsing" in str(error) or json_cut_short(path.read_text(encoding="utf-8", errors="replace"))
+        state = "truncated: the JSON ends before it is complete" if cut_short else "not a tokenizers JSON file"
+        raise VirNucProError(f"{path}: {state} ({first_line(error)})") from None
     # transformers switches these off for an unpadded, untruncated call; a saved setting must not leak in
     tokenizer.no_padding()
     tokenizer.no_truncation()

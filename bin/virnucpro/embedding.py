@@ -7,7 +7,7 @@ a batch of them into one pooled float32 vector each). ``run`` does the rest the 
 both: check the FASTA, time the load, the tokenisation and the forward passes, batch by token
 budget (halving a batch on CUDA out-of-memory), write the HDF5 file and the metrics.
 
-Checkpoints are read as tensors and settings only: no code from a file runs.
+Checkpoints are read as tensors and settings only (``model_files``): no code from a file runs.
 """
 
 from __future__ import annotations
@@ -15,15 +15,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import pickle
-import pickletools
 import re
 import time
-import warnings
-import zipfile
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Callable, ClassVar, Collection, Iterator, Mapping, Sequence
+from typing import Callable, ClassVar, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -38,7 +34,6 @@ log = logging.getLogger("virnucpro")
 
 PRECISIONS = ("auto", "fp32", "bf16")
 PRECISION_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16"}
-_REFUSED_GLOBAL = re.compile(r"GLOBAL (\S+) was not an allowed global")
 
 
 # --- the two adapters ------------------------------------------------------------------------
@@ -144,7 +139,8 @@ def run(args: argparse.Namespace, sequence_problem: Callable[[str], str | None],
     if args.metrics:
         write_metrics(
             args.metrics, stage=f"embed_{checkpoint.role}", name=Path(args.fasta).stem, items=len(records), tokens=tokens,
-            device=str(device), precision=precision, peak_gpu_memory_bytes=peak_gpu_memory(device), **timings,
+            device=str(device), precision=precision, peak_gpu_memory_bytes=peak_gpu_memory(device),
+            threads=torch.get_num_threads(), **timings,
         )
 
 
@@ -202,122 +198,6 @@ def peak_gpu_memory(device: torch.device) -> int | None:
 
 
 # --- reading and checking weights ------------------------------------------------------------
-
-
-def read_torch_file(path: Path, allowed: Collection[type] = ()) -> object:
-    """The object in a torch.save file, read by torch's weights-only unpickler (tensors, plain
-    containers and the ``allowed`` classes; nothing else is built and no code runs), tensors
-    memory-mapped where the file's format allows (torch's legacy format is read whole)."""
-    try:
-        with torch.serialization.safe_globals(list(allowed)), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # the error below says it
-            try:
-                return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-            except RuntimeError as error:
-                if "mmap" not in str(error):
-                    raise
-                return torch.load(path, map_location="cpu", weights_only=True)
-    except OSError:
-        raise
-    except pickle.UnpicklingError as error:
-        refused = _refused_globals(path, error, allowed)
-        if refused:
-            extra = "".join(f", {_global_name(kind)}" for kind in allowed)
-            raise VirNucProError(
-                f"{path}: refused to load: its pickle references {', '.join(refused)}, which a weights file has no "
-                f"reason to hold (allowed: tensors, plain containers{extra}); nothing from it was run"
-            ) from None
-        reason, protocol = _weights_unpickler_reason(error), _pickle_protocol(path)
-        if protocol is not None and protocol > 3:
-            raise VirNucProError(
-                f"{path}: pickle protocol {protocol}, which torch's weights-only loader cannot read ({reason}); "
-                "save the checkpoint with torch.save's default protocol"
-            ) from None
-        raise VirNucProError(f"{path}: not a readable PyTorch checkpoint (malformed pickle: {reason})") from None
-    except Exception as error:  # a malformed file can fail anywhere in torch's reader, with any type
-        raise VirNucProError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: {_first_line(error)})") from None
-
-
-def _global_name(kind: type) -> str:
-    return f"{kind.__module__}.{kind.__qualname__}"
-
-
-def _refused_globals(path: Path, error: pickle.UnpicklingError, allowed: Collection[type]) -> list[str]:
-    """The classes and functions the pickle names that torch refuses: from torch's message, or
-    (where torch stopped before reaching one, as on pickle protocol 4 and later) from a scan
-    of the pickle's opcodes that builds nothing."""
-    named = _REFUSED_GLOBAL.search(str(error))
-    if named:
-        return [named[1]]
-    harmless = {_global_name(kind) for kind in allowed} | {"collections.OrderedDict"}
-    return [name for name in dict.fromkeys(pickle_globals(_main_pickle(path))) if name not in harmless and not name.startswith("torch.")]
-
-
-def _main_pickle(path: Path) -> bytes:
-    """The pickle of a torch.save zip archive (``<archive>/data.pkl``); empty if there is none."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = [name for name in archive.namelist() if name.endswith("/data.pkl") or name == "data.pkl"]
-            return archive.read(names[0]) if names else b""
-    except zipfile.BadZipFile:
-        return b""
-
-
-def _pickle_protocol(path: Path) -> int | None:
-    for opcode, argument, _ in _opcodes(_main_pickle(path)):
-        return argument if opcode.name == "PROTO" else None
-    return None
-
-
-def _opcodes(data: bytes) -> Iterator[tuple[pickletools.OpcodeInfo, object, int | None]]:
-    """pickletools' opcodes of ``data``, ending quietly where it is malformed."""
-    try:
-        yield from pickletools.genops(data)
-    except (ValueError, EOFError):
-        return
-
-
-_STRING_PUSHES = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"})
-_MEMO_GETS = frozenset({"GET", "BINGET", "LONG_BINGET"})
-_MEMO_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
-
-
-def pickle_globals(data: bytes) -> list[str]:
-    """``module.name`` of each global (class or function) a pickle references, read from its
-    opcodes without unpickling. A STACK_GLOBAL takes its two names from the pushes before it,
-    strings or memo entries, as Python's pickler writes them; anything else pushes an unknown."""
-    found: list[str] = []
-    memo: dict[object, str | None] = {}
-    pushed: list[str | None] = []
-    for opcode, argument, _ in _opcodes(data):
-        name = opcode.name
-        if name == "GLOBAL":
-            found.append(str(argument).replace(" ", "."))
-        elif name == "STACK_GLOBAL":
-            found.append(".".join(str(part) for part in pushed[-2:]))
-        if name in _STRING_PUSHES:
-            pushed.append(str(argument))
-        elif name in _MEMO_GETS:
-            pushed.append(memo.get(argument))
-        elif name == "MEMOIZE":
-            memo[len(memo)] = pushed[-1] if pushed else None
-        elif name in _MEMO_PUTS:
-            memo[argument] = pushed[-1] if pushed else None
-        elif name != "FRAME":
-            pushed.append(None)
-    return found
-
-
-def _weights_unpickler_reason(error: pickle.UnpicklingError) -> str:
-    """The reason in torch's message, without its advice to load with weights_only=False."""
-    text = str(error).split("WeightsUnpickler error:")[-1]
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[0] if lines else "unreadable"
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else "no details"
 
 
 def tensor_dict(value: object, path: Path, what: str) -> dict[str, torch.Tensor]:

@@ -46,6 +46,12 @@ class OutOfMemoryError(VirNucProError):
     exit_code = 137
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, for a one-line report of it."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else "no details"
+
+
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 

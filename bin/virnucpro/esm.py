@@ -26,11 +26,11 @@ import numpy as np
 import torch
 
 from . import contracts, embedding
-from .embedding import (
-    Checkpoint, Embedder, check_sizes, layer_count, meta_device, read_torch_file, refuse_non_finite, state_dict_problems, tensor_dict,
-)
+from .embedding import Checkpoint, Embedder, check_sizes, layer_count, meta_device, refuse_non_finite, state_dict_problems, tensor_dict
 from .errors import VirNucProError
+from .model_files import read_torch_file
 from .modeling_esm2 import ESM2Config, ESM2Model
+from .values import MAX_MODEL_SIZE, checked_int, shown
 
 log = logging.getLogger("virnucpro")
 
@@ -67,6 +67,8 @@ for _index, _token in enumerate(ALPHABET):
 IGNORED_KEY_PATTERN = re.compile(r"^(lm_head|contact_head)\.|\.rot_emb\.inv_freq$")
 # fair-esm's upgrade_state_dict removes these prefixes (fairseq's names) before loading.
 KEY_PREFIX_PATTERN = re.compile(r"^(encoder\.sentence_encoder\.|encoder\.)")
+# fairseq's settings in cfg['model'] for ESM2Config's num_layers, embed_dim and attention_heads
+CFG_SIZES = ("encoder_layers", "encoder_embed_dim", "encoder_attention_heads")
 REQUIRED_KEYS = ("embed_tokens.weight", "emb_layer_norm_after.weight", "layers.0.self_attn.rot_emb.inv_freq")
 
 
@@ -130,16 +132,16 @@ def esm2_config(checkpoint: dict[str, Any], path: Path) -> ESM2Config:
     if not isinstance(settings, (argparse.Namespace, dict)):
         raise VirNucProError(f"{path}: has no 'cfg' model settings: not an ESM-2 checkpoint (ESM-1 models are not supported)")
     values = vars(settings) if isinstance(settings, argparse.Namespace) else settings
+    missing = [key for key in CFG_SIZES if key not in values]
+    if missing:
+        raise VirNucProError(f"{path}: 'cfg' lacks the ESM-2 model size(s) {', '.join(missing)}")
+    sizes = [checked_int(path, f"cfg {key}", values[key], minimum=1, maximum=MAX_MODEL_SIZE) for key in CFG_SIZES]
+    token_dropout = values.get("token_dropout", True)
+    if not isinstance(token_dropout, bool):
+        raise VirNucProError(f"{path}: cfg token_dropout {shown(token_dropout)} is not true or false")
     try:
-        return ESM2Config(
-            num_layers=int(values["encoder_layers"]),
-            embed_dim=int(values["encoder_embed_dim"]),
-            attention_heads=int(values["encoder_attention_heads"]),
-            token_dropout=bool(values.get("token_dropout", True)),
-        )
-    except KeyError as error:
-        raise VirNucProError(f"{path}: 'cfg' lacks the ESM-2 model size {error}") from None
-    except (TypeError, ValueError) as error:
+        return ESM2Config(*sizes, token_dropout=token_dropout)
+    except ValueError as error:
         raise VirNucProError(f"{path}: 'cfg' holds unusable ESM-2 model sizes ({error})") from None
 
 

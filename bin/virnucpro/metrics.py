@@ -13,10 +13,14 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .atomic import write_text
+from .atomic import json_text, write_text
 from .errors import InputError
+from .values import checked_float, checked_int, load_json, shown
 
 METRIC_KEYS = ("stage", "name", "items", "tokens", "seconds", "load_seconds", "device", "precision", "peak_gpu_memory_bytes")
+COUNT_KEYS = ("items", "tokens", "peak_gpu_memory_bytes")
+SECONDS_KEYS = ("seconds", "load_seconds")
+MAX_TASK_SECONDS = 1e8  # over three years: no task runs that long
 PIPELINE_STAGES = ("prepare_frames", "embed_dnabert", "embed_esm", "classify_frames", "summarize")
 
 
@@ -46,37 +50,32 @@ def write_metrics(
         "peak_gpu_memory_bytes": peak_gpu_memory_bytes,
         **extra,
     }
-    write_text(path, json.dumps(record, indent=2) + "\n")
+    write_text(path, json_text(record))
 
 
-def load_json(path: str | Path) -> object:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        raise InputError(path, "file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(path, f"not valid JSON ({error})") from None
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return value
+def checked_record(path: str | Path, data: object) -> dict:
+    """A metrics record with every key of METRIC_KEYS (None where missing or null), each value
+    of its type and range: counts whole and non-negative, seconds finite and non-negative."""
+    if not isinstance(data, dict):
+        raise InputError(path, "a metrics file must hold a JSON object")
+    record = {key: data.get(key) for key in METRIC_KEYS}
+    for key in METRIC_KEYS:
+        value = record[key]
+        if value is None:
+            continue
+        if key in COUNT_KEYS:
+            checked_int(path, f"'{key}'", value)
+        elif key in SECONDS_KEYS:
+            checked_float(path, f"'{key}'", value, 0.0, MAX_TASK_SECONDS)
+        elif not isinstance(value, str):
+            raise InputError(path, f"'{key}' {shown(value)} is not a string")
+    record["stage"] = record["stage"] or "unknown"
+    return record
 
 
 def read_metrics(paths: Iterable[str | Path]) -> list[dict]:
     """Stage metrics records with every key present (None where missing), in a stable order."""
-    records = []
-    for path in paths:
-        data = load_json(path)
-        if not isinstance(data, dict):
-            raise InputError(path, "a metrics file must hold a JSON object")
-        record = {key: data.get(key) for key in METRIC_KEYS}
-        record["stage"] = str(record["stage"] or "unknown")
-        for key in ("items", "tokens", "seconds", "load_seconds", "peak_gpu_memory_bytes"):
-            record[key] = _number(record[key])
-        records.append(record)
+    records = [checked_record(path, load_json(path)) for path in paths]
     return sorted(records, key=lambda record: json.dumps(record, sort_keys=True))
 
 
@@ -90,7 +89,11 @@ def _total(records: Sequence[dict], key: str) -> float | None:
 
 
 def _rate(amount: float | None, seconds: float | None) -> float | None:
-    return amount / seconds if amount is not None and seconds else None
+    """amount per second; None without both, or where a (subnormal) time would make it infinite."""
+    if amount is None or not seconds:
+        return None
+    rate = amount / seconds
+    return rate if math.isfinite(rate) else None
 
 
 def aggregate_stages(records: Sequence[dict]) -> list[dict]:

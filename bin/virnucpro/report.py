@@ -22,10 +22,10 @@ from typing import Sequence
 from . import __version__
 from .contracts import (
     CALL_COLUMNS, CALL_STATUSES, CALLS, FLAG_VALUES, INVALID, MODEL_ROLES, NO_OPEN_FRAME, NON_VIRUS, SCORED, SEQUENCE_CALLS,
-    SUMMARY_JSON, TEST_ONLY, TOO_SHORT, VIRUS, call_rule, file_sha256, parse_int, read_tsv,
+    SUMMARY_JSON, TEST_ONLY, TOO_SHORT, VIRUS, call_rule, file_sha256, read_tsv,
 )  # fmt: skip
 from .errors import InputError, VirNucProError
-from .metrics import load_json
+from .values import checked_float, checked_int, load_json, parse_int, shown
 
 TOP_SEQUENCES = 50
 HISTOGRAM_BINS = 20
@@ -185,17 +185,18 @@ def read_summary(path: Path) -> dict:
 
 
 def summary_threshold(path: Path, summary: dict) -> float:
-    value = summary.get("threshold")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise InputError(path, f"threshold {value!r} is not a probability")
-    return value
+    return checked_float(path, "threshold", summary.get("threshold"), 0.0, 1.0)
+
+
+def summary_sample(path: Path, summary: dict) -> str | None:
+    sample = summary.get("sample")
+    if sample is not None and not isinstance(sample, str):
+        raise InputError(path, f"sample {shown(sample)} is not a name")
+    return sample
 
 
 def summary_chunk_size(path: Path, summary: dict) -> int:
-    value = summary.get("chunk_size")
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(path, f"chunk_size {value!r} is not a chunk length in bp: not written by this summarize.py")
-    return value
+    return checked_int(path, "chunk_size", summary.get("chunk_size"), minimum=1)
 
 
 def recorded_sha256(path: Path, summary: dict) -> str:
@@ -250,7 +251,7 @@ def read_sample(path: str | Path, summary_path: Path, summary: dict, tally: _Tal
         elif row["sample"] != sample.name:
             raise InputError(path, f"holds several samples ({sample.name}, {row['sample']}); expected one sample per file")
         _count_row(path, line, row, index, sample, tally)
-    return sample or SampleCounts(str(summary.get("sample") or Path(path).parent.name))
+    return sample or SampleCounts(summary_sample(summary_path, summary) or Path(path).parent.name)
 
 
 def _count_row(path: str | Path, line: int, row: dict[str, str], index: int, sample: SampleCounts, tally: _Tally) -> None:

@@ -16,7 +16,6 @@ Layout of the output directory (a file already there is reused after verificatio
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 import shutil
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 from . import contracts, tiny_models
-from .atomic import atomic_open, atomic_path
+from .atomic import atomic_open, atomic_path, json_text, write_text
 from .errors import InputError, VirNucProError
 
 log = logging.getLogger("virnucpro")
@@ -242,7 +241,5 @@ def stage_models(outdir: Path, chunk_size: int, dnabert: str, esm: str, classifi
 
 def write_models_json(outdir: Path, entries: dict[str, ModelEntry]) -> Path:
     path = outdir / contracts.MODELS_JSON
-    with atomic_open(path) as handle:
-        json.dump({kind: asdict(entry) for kind, entry in entries.items()}, handle, indent=2)
-        handle.write("\n")
+    write_text(path, json_text({kind: asdict(entry) for kind, entry in entries.items()}))
     return path

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import heapq
-import json
 import logging
 import math
 import os
@@ -32,7 +31,7 @@ from .contracts import (
     Prediction, SequenceEntry, Shard, call_rule, chunk_of, file_sha256, flag, parse_frame_id, parse_prediction, prediction_lines,
     read_predictions, read_sequences, read_shards, record_digest, tsv_line,
 )  # fmt: skip
-from .atomic import atomic_folder
+from .atomic import atomic_folder, json_text
 from .errors import InputError, VirNucProError
 from .fasta import FastaRecord, read_fasta
 
@@ -456,5 +455,5 @@ def summarize(
             summary["stages"] = stage_metrics
         summary["files"] = {name: file_sha256(staging / name) for name in sorted(os.listdir(staging))}
         with open_output(staging / SUMMARY_JSON) as handle:
-            handle.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+            handle.write(json_text(summary, sort_keys=True))
     return summary

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from . import contracts
-from .atomic import atomic_path
+from .atomic import atomic_path, json_text
 
 DNABERT_NAME = "dnabert_s_tiny"
 ESM_NAME = "esm2_t36_tiny_UR50D"  # fair-esm picks its ESM-2 loader by the "esm2" file-name prefix
@@ -140,10 +140,10 @@ def write_dnabert(directory: Path, seed: int) -> None:
     generator = torch.Generator().manual_seed(seed)
     with atomic_path(directory) as temporary:
         temporary.mkdir()
-        (temporary / contracts.DNABERT_CONFIG_FILE).write_text(json.dumps(dnabert_config(vocab_size), indent=2) + "\n")
+        (temporary / contracts.DNABERT_CONFIG_FILE).write_text(json_text(dnabert_config(vocab_size)))
         _save(dnabert_state_dict(vocab_size, generator), temporary / "pytorch_model.bin")
         tokenizer.save(str(temporary / contracts.DNABERT_TOKENIZER_FILE))
-        (temporary / "tokenizer_config.json").write_text(json.dumps(TOKENIZER_CONFIG) + "\n")
+        (temporary / "tokenizer_config.json").write_text(json.dumps(TOKENIZER_CONFIG, allow_nan=False) + "\n")
 
 
 def write_esm(path: Path, seed: int) -> None:

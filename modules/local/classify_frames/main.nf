@@ -14,7 +14,7 @@ process CLASSIFY_FRAMES {
     script:
     def args = task.ext.args ?: ''
     """
-    classify_frames.py --dnabert ${dnabert} --esm ${esm} --classifier ${classifier} --out ${meta.shard}.predictions.tsv --device cpu --metrics ${meta.shard}.classify.json ${args}
+    classify_frames.py --dnabert ${dnabert} --esm ${esm} --classifier ${classifier} --out ${meta.shard}.predictions.tsv --device cpu --metrics ${meta.shard}.classify.json --threads ${task.cpus} ${args}
     """
 
     stub:

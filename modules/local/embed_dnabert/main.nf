@@ -15,7 +15,7 @@ process EMBED_DNABERT {
     def args = task.ext.args ?: ''
     def device = task.accelerator ? (task.ext.device ?: 'cuda') : 'cpu'
     """
-    embed_dnabert.py --fasta ${fna} --model ${model} --out ${meta.shard}.dnabert.h5 --device ${device} --metrics ${meta.shard}.dnabert.json ${args}
+    embed_dnabert.py --fasta ${fna} --model ${model} --out ${meta.shard}.dnabert.h5 --device ${device} --metrics ${meta.shard}.dnabert.json --threads ${task.cpus} ${args}
     """
 
     stub:

@@ -15,7 +15,7 @@ process EMBED_ESM {
     def args = task.ext.args ?: ''
     def device = task.accelerator ? (task.ext.device ?: 'cuda') : 'cpu'
     """
-    embed_esm.py --fasta ${faa} --model ${checkpoint} --out ${meta.shard}.esm.h5 --device ${device} --metrics ${meta.shard}.esm.json ${args}
+    embed_esm.py --fasta ${faa} --model ${checkpoint} --out ${meta.shard}.esm.h5 --device ${device} --metrics ${meta.shard}.esm.json --threads ${task.cpus} ${args}
     """
 
     stub:

@@ -16,7 +16,7 @@ process MAKE_REPORT {
     def args = task.ext.args ?: ''
     def calls = samples.collect { sample -> "${sample}/sequence_calls.tsv" }.join(' ')
     """
-    make_report.py --calls ${calls} --models ${models} --out report.html --mqc virnucpro_mqc.tsv --metrics ${metrics.join(' ')} --run-info ${run_info} ${args}
+    make_report.py --calls ${calls} --models ${models} --out report.html --mqc virnucpro_mqc.tsv --metrics ${metrics.join(' ')} --run-info ${run_info} --threads ${task.cpus} ${args}
     """
 
     stub:

@@ -17,7 +17,7 @@ process STAGE_MODELS {
     def args = task.ext.args ?: ''
     def classifier_option = classifier ? "--classifier ${classifier}" : ''
     """
-    stage_models.py --outdir ${key} --chunk-size ${chunk_size} --dnabert ${dnabert} --esm ${esm} ${classifier_option} ${args}
+    stage_models.py --outdir ${key} --chunk-size ${chunk_size} --dnabert ${dnabert} --esm ${esm} ${classifier_option} --threads ${task.cpus} ${args}
     """
 
     stub:

@@ -16,7 +16,7 @@ process SUMMARIZE {
     // a sample without any kept frame has no shard and therefore no predictions
     def prediction_option = predictions ? "--predictions ${predictions.join(' ')}" : ''
     """
-    summarize.py --sample ${meta.id} ${prediction_option} --shards ${shards} --sequences ${sequences} --fasta ${fasta} --outdir ${meta.id} --chunk-size ${chunk_size} --metrics ${metrics.join(' ')} ${args}
+    summarize.py --sample ${meta.id} ${prediction_option} --shards ${shards} --sequences ${sequences} --fasta ${fasta} --outdir ${meta.id} --chunk-size ${chunk_size} --metrics ${metrics.join(' ')} --threads ${task.cpus} ${args}
     """
 
     stub:
