@@ -22,24 +22,34 @@ LINT_MESSAGES = REPO / "tests" / "nextflow" / "lint_messages.groovy"
 PROJECT = "tests/pipeline"
 # what each profile must set: lines of `nextflow config -flat` output
 PROFILE_SETTINGS = {
-    "docker": ["docker.enabled = true", "process.container = 'virnucpro:0.1.0'"],
+    # tasks run as the launching user (nothing in work/ or the results belongs to root)
+    "docker": [
+        "docker.enabled = true", "process.container = 'virnucpro:0.1.0'", "docker.runOptions = '-u $(id -u):$(id -g)'",
+        "docker.envWhitelist = 'CUDA_VISIBLE_DEVICES'",
+    ],
+    "podman": ["podman.enabled = true", "process.container = 'virnucpro:0.1.0'", "podman.envWhitelist = 'CUDA_VISIBLE_DEVICES'"],
     "singularity": [
         "singularity.enabled = true", "singularity.envWhitelist = 'CUDA_VISIBLE_DEVICES'",
         f"process.container = '{REPO}/tests/pipeline/containers/virnucpro_0.1.0.sif'",
     ],
     "apptainer": ["apptainer.enabled = true", "apptainer.envWhitelist = 'CUDA_VISIBLE_DEVICES'"],
     "gpu": ["params.use_gpu = true", "process.'withName:EMBED_DNABERT|EMBED_ESM'.maxForks = 1"],
-    "slurm": ["process.executor = 'slurm'", "params.use_gpu = true"],
+    # the GPU request process-wide, which a site config's withLabel: 'process_gpu' outranks (a
+    # withName selector would outrank it); one submission a second
+    "slurm": [
+        "process.executor = 'slurm'", "params.use_gpu = true", "executor.submitRateLimit = '60/1min'",
+        'process.clusterOptions = { task.accelerator ? "--gres=gpu:${task.accelerator.request}" : null }',
+    ],
     "awsbatch": ["process.executor = 'awsbatch'", "params.use_gpu = true"],
     "google_batch": ["process.executor = 'google-batch'", "params.use_gpu = true", "google.batch.installGpuDrivers = true"],
 }
 # what the GPU tasks ask each executor for, in the closures that `nextflow config` prints
 GPU_REQUESTS = {
-    "slurm": "--gres=gpu:1",
+    "slurm": "--gres=gpu:${task.accelerator.request}",
     "google_batch": "nvidia-l4",
     "gpu": "cuda:${(task.index - 1) % (params.local_gpus as Integer)}",
 }
-PROFILE_PAIRS = [("test", "gpu"), ("slurm", "singularity"), ("gpu", "docker"), ("test", "slurm")]
+PROFILE_PAIRS = [("test", "gpu"), ("slurm", "singularity"), ("gpu", "docker"), ("test", "slurm"), ("test", "podman")]
 # the strict parser starts the cloud executors' plugins (nf-amazon, nf-google) to check their
 # config, and plugins cannot be had offline: those profiles are resolved by the default parser
 CLOUD_PROFILES = {"awsbatch", "google_batch"}
@@ -103,6 +113,9 @@ def test_profile_resolves(nxf_home, parser, profile):
     assert set(PROFILE_SETTINGS[profile]) <= lines, f"-profile {profile}: missing {set(PROFILE_SETTINGS[profile]) - lines}"
     if profile in GPU_REQUESTS:
         assert GPU_REQUESTS[profile] in config, config
+    # a site config's withLabel: 'process_gpu' { clusterOptions = ... } must reach the GPU tasks:
+    # no profile sets clusterOptions under a withName selector, which would outrank it
+    assert not [line for line in lines if line.startswith("process.'withName:") and ".clusterOptions = " in line], config
     # conf/base.config's GPU task settings survive the profile, and follow --use_gpu (a CPU-only
     # cluster can be used)
     assert "process.'withLabel:process_gpu'.accelerator = { params.use_gpu.toString().toBoolean() ? 1 : null }" in lines
