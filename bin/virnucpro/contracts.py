@@ -9,6 +9,7 @@ by the embedding functions only, so the table stages start fast.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,11 @@ class FrameIdDigest:
             self._hash.update(frame_id.encode("utf-8") + b"\n")
             self.count += 1
 
+    def update_lines(self, lines: bytes) -> None:
+        """Add the IDs of ``lines``, each ID followed by a newline (as update hashes them)."""
+        self._hash.update(lines)
+        self.count += lines.count(b"\n")
+
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
 
@@ -71,16 +77,27 @@ def record_digest(header: str, sequence: str) -> str:
 
 
 # ---------------------------------------------------------------- PREPARE_FRAMES tables
-SHARD_COLUMNS = ("shard", "frames", "tokens", "first_id", "last_id", "ids_sha256")
+# P.shards.tsv lists three kinds of shards: frame shards (every kept frame once, input order;
+# what CLASSIFY and SUMMARIZE run over) and the shards of the distinct sequences each model
+# embeds once per sample (numbered in order of first occurrence, named after the first frame
+# that has them).
+FRAMES, DNABERT, ESM = "frames", "dnabert", "esm"
+SHARD_KINDS = (FRAMES, DNABERT, ESM)
+EMBEDDING_KINDS = (DNABERT, ESM)
+SHARD_COLUMNS = ("shard", "kind", "items", "tokens", "first_id", "last_id", "ids_sha256", "dnabert_start", "esm_start")
 SEQUENCE_COLUMNS = ("record", "sequence_id", "input_id", "length", "chunks", "frames", "status", "reason", "digest")
+# a frame shard: each frame's ID and the sample-wide index of its nucleotide and protein sequence
+FRAME_COLUMNS = ("frame_id", DNABERT, ESM)
 PENDING, NO_OPEN_FRAME, TOO_SHORT, INVALID = "pending", "no_open_frame", "too_short", "invalid"
 SEQUENCE_STATUSES = (PENDING, NO_OPEN_FRAME, TOO_SHORT, INVALID)
 SHARDS_SUFFIX = ".shards.tsv"
 SEQUENCES_SUFFIX = ".sequences.tsv"
+SHARD_SUFFIXES = {FRAMES: ".frames.tsv", DNABERT: ".fna", ESM: ".faa"}
 
 
-def shard_name(prefix: str, number: int) -> str:
-    return f"{prefix}.{number:04d}"
+def shard_name(prefix: str, kind: str, number: int) -> str:
+    """P.0001 for frame shards, P.dnabert.0001 and P.esm.0001 for the sequences a model embeds."""
+    return f"{prefix}.{number:04d}" if kind == FRAMES else f"{prefix}.{kind}.{number:04d}"
 
 
 def esm_tokens(protein_length: int | np.ndarray) -> int | np.ndarray:
@@ -88,14 +105,32 @@ def esm_tokens(protein_length: int | np.ndarray) -> int | np.ndarray:
     return protein_length + 2
 
 
+def dnabert_shard_tokens(bases: int | np.ndarray) -> int | np.ndarray:
+    """What a nucleotide frame counts for against the shard budget: its whole codons plus two,
+    the ESM-2 tokens of its protein (a frame has one base more than its codons), so that both
+    kinds of embedding shard cut a sample's frames alike when nothing repeats."""
+    return bases // 3 + 2
+
+
 @dataclass(frozen=True)
 class Shard:
+    """A row of P.shards.tsv. ``items``: frames, or distinct sequences. ``dnabert_start`` and
+    ``esm_start``: for a frame shard, the distinct sequences of each model first seen before it
+    (the index its next new sequence gets); for an embedding shard, the index of its first
+    sequence in its own model's column, None in the other."""
+
     name: str
-    frames: int
+    kind: str
+    items: int
     tokens: int
     first_id: str
     last_id: str
     ids_sha256: str
+    dnabert_start: int | None
+    esm_start: int | None
+
+    def start(self, kind: str) -> int | None:
+        return self.dnabert_start if kind == DNABERT else self.esm_start
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,20 +180,75 @@ def parse_int(path: str | Path, value: str, what: str, line: int | None = None, 
     return number
 
 
+def _optional_int(path: str | Path, value: str, what: str, line: int) -> int | None:
+    return None if value == "" else parse_int(path, value, what, line)
+
+
 def read_shards(path: str | Path) -> list[Shard]:
+    """Every row of P.shards.tsv, checked: known kinds, counts, and the start columns that each
+    kind needs."""
     shards = []
     for line, row in read_tsv(path, SHARD_COLUMNS):
+        name, kind = row["shard"], row["kind"]
+        if kind not in SHARD_KINDS:
+            raise InputError(path, f"line {line}: shard {name} has the unknown kind {kind!r} (one of {', '.join(SHARD_KINDS)})")
+        starts = {column: _optional_int(path, row[f"{column}_start"], f"shard {name} {column}_start", line) for column in EMBEDDING_KINDS}
+        needed = EMBEDDING_KINDS if kind == FRAMES else (kind,)
+        if any(starts[column] is None for column in needed):
+            raise InputError(path, f"line {line}: {kind} shard {name} lacks {' and '.join(f'{column}_start' for column in needed)}")
         shards.append(
             Shard(
-                row["shard"],
-                parse_int(path, row["frames"], f"shard {row['shard']} frame count", line, minimum=1),
-                parse_int(path, row["tokens"], f"shard {row['shard']} token count", line, minimum=1),
-                row["first_id"],
-                row["last_id"],
-                row["ids_sha256"],
+                name, kind,
+                parse_int(path, row["items"], f"shard {name} item count", line, minimum=1),
+                parse_int(path, row["tokens"], f"shard {name} token count", line, minimum=1),
+                row["first_id"], row["last_id"], row["ids_sha256"], starts[DNABERT], starts[ESM],
             )
-        )
+        )  # fmt: skip
+    for kind in EMBEDDING_KINDS:  # each model's shards number its sequences from 0 without gaps
+        expected = 0
+        for shard in (shard for shard in shards if shard.kind == kind):
+            if shard.start(kind) != expected:
+                raise InputError(path, f"{kind} shard {shard.name} starts at sequence {shard.start(kind)}, not {expected}: rows missing or reordered")
+            expected += shard.items
     return shards
+
+
+def shards_of(shards: Sequence[Shard], kind: str) -> list[Shard]:
+    return [shard for shard in shards if shard.kind == kind]
+
+
+def shard_row(shard: Shard) -> str:
+    return tsv_line((shard.name, shard.kind, shard.items, shard.tokens, shard.first_id, shard.last_id, shard.ids_sha256,
+                     "" if shard.dnabert_start is None else shard.dnabert_start, "" if shard.esm_start is None else shard.esm_start))
+
+
+@dataclass(frozen=True)
+class FrameBlock:
+    """Consecutive rows of a frame shard: frame IDs and the index of each frame's sequences."""
+
+    start: int  # row of the first, from 0
+    frame_ids: list[str]
+    dnabert: np.ndarray  # int64
+    esm: np.ndarray
+
+
+def read_frame_blocks(path: str | Path, rows: int) -> Iterator[FrameBlock]:
+    """A frame shard (P.NNNN.frames.tsv) in blocks of ``rows`` rows, its header and fields checked."""
+    lines = text_lines(path)
+    if next(lines, (1, ""))[1] != "\t".join(FRAME_COLUMNS):
+        raise InputError(path, "not a frame shard: the header must be " + " ".join(FRAME_COLUMNS))
+    start = 0
+    while block := list(itertools.islice(lines, rows)):
+        ids, indices = [], []
+        for number, line in block:
+            fields = line.split("\t")
+            if len(fields) != 3 or not fields[1].isdigit() or not fields[2].isdigit():
+                raise InputError(path, f"line {number} is not a frame ID and two sequence indices", fields[0])
+            ids.append(fields[0])
+            indices.append((int(fields[1]), int(fields[2])))
+        pairs = np.array(indices, dtype=np.int64).reshape(-1, 2)
+        yield FrameBlock(start, ids, pairs[:, 0], pairs[:, 1])
+        start += len(block)
 
 
 def read_sequences(path: str | Path) -> Iterator[SequenceEntry]:
@@ -267,7 +357,6 @@ def file_sha256(path: str | Path) -> str:
 # ---------------------------------------------------------------- EMBED_* embeddings (HDF5)
 # Datasets `ids` (UTF-8, the shard's frame order) and `embeddings` (N x dim), both chunked by
 # rows so that readers stream them. Attributes: EMBEDDING_ATTRIBUTES.
-DNABERT, ESM = "dnabert", "esm"
 MODEL_ROLES = (DNABERT, ESM, "classifier")
 EMBEDDING_ATTRIBUTES = ("model_role", "model", "layer", "pooling", "precision", "dtype", "dim", "ids_sha256")
 # bf16 compute keeps 8 bits of mantissa: float16 storage (11 bits) keeps them all above 6e-5,
@@ -402,27 +491,30 @@ class EmbeddingFile:
 
     def vectors(self, start: int, stop: int) -> np.ndarray:
         """Rows [start, stop) as float32, refusing NaN and Inf."""
-        block = self.stored_rows(start, stop).astype(np.float32, copy=False)
-        self.check_finite(start, block)
+        block = self._vectors[start:stop].astype(np.float32, copy=False)
+        self.check_finite(np.arange(start, stop), block)
         return block
 
-    def stored_rows(self, start: int, stop: int) -> np.ndarray:
-        """Rows [start, stop) in their storage dtype, unchecked: for a reader that widens float16
-        itself (torch does it several times faster than numpy) and then calls check_finite."""
-        return self._vectors[start:stop]
-
-    def check_finite(self, start: int, vectors: np.ndarray) -> None:
-        """Refuse NaN and Inf in ``vectors``, this file's rows from row ``start`` on."""
+    def check_finite(self, rows: np.ndarray, vectors: np.ndarray) -> None:
+        """Refuse NaN and Inf in ``vectors``, this file's rows ``rows``."""
         bad = first_non_finite(vectors)
         if bad is not None:
-            raise InputError(self.path, f"the embedding in row {start + bad} holds NaN or Inf", self.ids(start + bad, start + bad + 1)[0])
+            row = int(rows[bad])
+            raise InputError(self.path, f"the embedding in row {row} holds NaN or Inf", self.ids(row, row + 1)[0])
 
-    def blocks(self, rows: int) -> Iterator[tuple[int, int]]:
-        """(start, stop) of consecutive row blocks, aligned to the file's chunks."""
-        chunk = (self._vectors.chunks or (rows,))[0]
-        step = max(chunk, rows // chunk * chunk)
-        for start in range(0, self.count, step):
-            yield start, min(start + step, self.count)
+    def gather(self, rows: np.ndarray) -> np.ndarray:
+        """The rows at ``rows`` (sorted, unique) in their storage dtype, unchecked (for a reader
+        that widens float16 itself, torch being several times faster at it than numpy, and then
+        calls check_finite). Rows less than
+        a chunk apart are read as one run: a block of consecutive rows is one read, a scattered
+        row (a sequence repeated from far away in the sample) one small read."""
+        parts = []
+        gap = (self._vectors.chunks or (1,))[0]
+        cuts = np.flatnonzero(np.diff(rows) > gap) + 1
+        for run in np.split(rows, cuts) if len(rows) else []:
+            low = int(run[0])
+            parts.append(self._vectors[low : int(run[-1]) + 1][run - low])
+        return np.concatenate(parts) if parts else np.empty((0, self.dim), dtype=self._vectors.dtype)
 
 
 def _decodes(value: bytes) -> bool:

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import IO, Iterable, Iterator, Mapping, Sequence
 
 from .contracts import (
-    CALL_COLUMNS, CALL_STATUSES, CALLS, DEFAULT_THRESHOLD, HIGHEST_SCORES, NO_OPEN_FRAME, NON_VIRUS, PENDING, PREDICTION_HEADER,
-    PREDICTION_RESULTS, SAMPLE_RESULT_FILES, SCORED, SEQUENCE_CALLS, SUMMARY_JSON, VIRAL_SEQUENCES, VIRUS, FrameIdDigest,
-    Prediction, SequenceEntry, Shard, call_rule, chunk_of, file_sha256, flag, parse_frame_id, parse_prediction, prediction_lines,
-    read_predictions, read_sequences, read_shards, record_digest, tsv_line,
+    CALL_COLUMNS, CALL_STATUSES, CALLS, DEFAULT_THRESHOLD, FRAMES, HIGHEST_SCORES, NO_OPEN_FRAME, NON_VIRUS, PENDING,
+    PREDICTION_HEADER, PREDICTION_RESULTS, SAMPLE_RESULT_FILES, SCORED, SEQUENCE_CALLS, SUMMARY_JSON, VIRAL_SEQUENCES, VIRUS,
+    FrameIdDigest, Prediction, SequenceEntry, Shard, call_rule, chunk_of, file_sha256, flag, parse_frame_id, parse_prediction,
+    prediction_lines, read_predictions, read_sequences, read_shards, record_digest, shards_of, tsv_line,
 )  # fmt: skip
 from .atomic import atomic_folder
 from .errors import InputError, VirNucProError
@@ -117,10 +117,10 @@ class ShardStream:
 
     def _check_complete(self) -> None:
         shard, count = self.shard, self._digest.count
-        if count != shard.frames or self._last != shard.last_id:
+        if count != shard.items or self._last != shard.last_id:
             raise InputError(
                 self.path,
-                f"shard {shard.name} has {shard.frames} frames ending at '{shard.last_id}' but the file holds "
+                f"shard {shard.name} has {shard.items} frames ending at '{shard.last_id}' but the file holds "
                 f"{count} predictions ending at '{self._last}' (incomplete or mixed up)",
             )
         if self._digest.hexdigest() != shard.ids_sha256:
@@ -134,7 +134,7 @@ class ShardStream:
         """Whether the current file, read on to its end, holds exactly its shard's frames."""
         for _, line in self._lines:
             self._digest.update((line.partition("\t")[0],))
-        return self._digest.count == self.shard.frames and self._digest.hexdigest() == self.shard.ids_sha256
+        return self._digest.count == self.shard.items and self._digest.hexdigest() == self.shard.ids_sha256
 
     def misplaced(self, number: int, frame_id: str, why: str, sequences_path: str | Path) -> InputError:
         """The error for a frame that is not where P.sequences.tsv puts the next one: the file is
@@ -436,7 +436,7 @@ def summarize(
     check_threshold(threshold)
     final = Path(os.path.abspath(outdir))
     check_replaceable(final, outdir)
-    shards = read_shards(shards_path)
+    shards = shards_of(read_shards(shards_path), FRAMES)
     files = files_by_shard(shards, prediction_paths, shards_path)
     inputs = SampleInputs(sample, sequences_path, fasta_path, threshold, chunk_size)
     if fasta_path is None:
