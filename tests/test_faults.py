@@ -52,7 +52,7 @@ def stages(shard: str = "0001") -> list[Stage]:
     models are read from {base}/models (stage_models.py --tiny)."""
     embeddings = [f"{{base}}/s.{kind}.{number}.h5" for kind in ("dnabert", "esm") for number in ("0001", "0002")]
     return [
-        Stage("prepare", "prepare_frames.py", ("--fasta", str(CORPUS), "--chunk-size", "300", "--prefix", "{out}/s", "--shard-tokens", "4500"),
+        Stage("prepare", "prepare_frames.py", ("--fasta", str(CORPUS), "--chunk-size", "300", "--prefix", "{out}/s", "--shard-tokens", "6000"),
               ("s.0001.frames.tsv", "s.0002.frames.tsv", "s.dnabert.0001.fna", "s.dnabert.0002.fna", "s.esm.0001.faa", "s.esm.0002.faa",
                "s.sequences.tsv", "s.shards.tsv")),
         Stage("dnabert", "embed_dnabert.py", ("--fasta", f"{{base}}/s.dnabert.{shard}.fna", "--model", "{base}/models/dnabert/dnabert_s_tiny",
