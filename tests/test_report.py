@@ -68,7 +68,7 @@ def run_inputs(tmp_path):
         record = {"stage": stage, "name": f"x{number}", "items": items, "tokens": tokens, "seconds": seconds,
                   "load_seconds": 2.0, "device": "cuda:0" if stage == "embed_esm" else "cpu"}  # fmt: skip
         if stage == "embed_esm":
-            record.update(precision="bf16", peak_gpu_memory_bytes=3 * 2**30)
+            record.update(precision="bf16", peak_gpu_memory_bytes=3 * 2**30, padded_tokens=tokens + tokens // 20)
         path.write_text(json.dumps(record))
         metrics.append(path)
     return calls, tmp_path / "models.json", metrics
@@ -95,10 +95,12 @@ def test_report_content(tmp_path, run_inputs):
     assert "at least 0.5" in html
     for model in MODELS.values():
         assert model["sha256"] in html and model["name"] in html and model["path"] in html
-    # embed_esm: 2 tasks, 150 items and 60,000 tokens in 12 s -> 12.5 items/s, 5,000 tokens/s
+    # embed_esm: 2 tasks, 150 items and 60,000 tokens (63,000 with padding) in 12 s -> 12.5 items/s, 5,000 tokens/s
     esm_row = re.search(r"<tr><td[^>]*>embed_esm</td>.*?</tr>", html).group(0)
     cells = re.findall(r"<td[^>]*>(.*?)</td>", esm_row)
-    assert cells[1:9] == ["2", "150", "60,000", "12.0", "4.0", "12.5", "5,000", "cuda:0"]
+    assert cells[1:10] == ["2", "150", "60,000", "5.0%", "12.0", "4.0", "12.5", "5,000", "cuda:0"]
+    prepare_row = re.search(r"<tr><td[^>]*>prepare_frames</td>.*?</tr>", html).group(0)
+    assert re.findall(r"<td[^>]*>(.*?)</td>", prepare_row)[4] == "–"  # no batches, no padding
     assert "3.00 GiB" in esm_row
     assert html.index(">prepare_frames<") < html.index(">embed_esm<")  # pipeline order
     assert html.count("<svg") >= 3

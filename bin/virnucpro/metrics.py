@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 from .atomic import write_text
 from .errors import InputError
 
-METRIC_KEYS = ("stage", "name", "items", "tokens", "seconds", "load_seconds", "device", "precision", "peak_gpu_memory_bytes")
+METRIC_KEYS = ("stage", "name", "items", "tokens", "padded_tokens", "seconds", "load_seconds", "device", "precision", "peak_gpu_memory_bytes")
 PIPELINE_STAGES = ("prepare_frames", "embed_dnabert", "embed_esm", "classify_frames", "summarize")
 
 
@@ -74,7 +74,7 @@ def read_metrics(paths: Iterable[str | Path]) -> list[dict]:
             raise InputError(path, "a metrics file must hold a JSON object")
         record = {key: data.get(key) for key in METRIC_KEYS}
         record["stage"] = str(record["stage"] or "unknown")
-        for key in ("items", "tokens", "seconds", "load_seconds", "peak_gpu_memory_bytes"):
+        for key in ("items", "tokens", "padded_tokens", "seconds", "load_seconds", "peak_gpu_memory_bytes"):
             record[key] = _number(record[key])
         records.append(record)
     return sorted(records, key=lambda record: json.dumps(record, sort_keys=True))
@@ -94,7 +94,8 @@ def _rate(amount: float | None, seconds: float | None) -> float | None:
 
 
 def aggregate_stages(records: Sequence[dict]) -> list[dict]:
-    """Per stage, in pipeline order: task count, summed items/tokens/seconds, throughput, devices."""
+    """Per stage, in pipeline order: task count, summed items/tokens/padded tokens/seconds,
+    throughput, devices."""
     stages = []
     for stage in sorted({record["stage"] for record in records}, key=_stage_order):
         group = [record for record in records if record["stage"] == stage]
@@ -106,6 +107,7 @@ def aggregate_stages(records: Sequence[dict]) -> list[dict]:
                 "tasks": len(group),
                 "items": _total(group, "items"),
                 "tokens": _total(group, "tokens"),
+                "padded_tokens": _total(group, "padded_tokens"),
                 "seconds": seconds,
                 "load_seconds": _total(group, "load_seconds"),
                 "items_per_second": _rate(_total(group, "items"), seconds),
