@@ -307,6 +307,20 @@ def put_nan(path) -> None:
         handle["embeddings"][2, 5] = np.nan
 
 
+def store_in_chunks(path) -> None:
+    with h5py.File(path, "a") as handle:
+        vectors = handle["embeddings"][:]
+        del handle["embeddings"]
+        handle.create_dataset("embeddings", data=vectors, chunks=(1, vectors.shape[1]), compression="gzip")
+
+
+def cut_short(path) -> None:
+    with h5py.File(path) as handle:
+        end = handle["embeddings"].id.get_offset() + handle["embeddings"].id.get_storage_size()
+    with open(path, "r+b") as handle:
+        handle.truncate(end - 10)
+
+
 @pytest.mark.parametrize(
     "damage, fragments",
     [
@@ -314,8 +328,10 @@ def put_nan(path) -> None:
         (break_utf8, ["row 1 is not UTF-8"]),
         (drop_pooling, ["lacks the attribute(s) pooling"]),
         (put_nan, ["row 2 holds NaN or Inf", "s_chunk_1R1"]),
+        (store_in_chunks, ["'embeddings' is not stored contiguously"]),
+        (cut_short, ["truncated"]),
     ],
-    ids=["group", "not-utf8", "missing-attribute", "nan"],
+    ids=["group", "not-utf8", "missing-attribute", "nan", "chunked", "truncated"],
 )
 @pytest.mark.parametrize("role", [contracts.DNABERT, contracts.ESM])
 def test_damaged_embedding_files_are_one_line(tmp_path, pair, tiny_classifier, damage, fragments, role):

@@ -355,14 +355,15 @@ def file_sha256(path: str | Path) -> str:
 
 
 # ---------------------------------------------------------------- EMBED_* embeddings (HDF5)
-# Datasets `ids` (UTF-8, the shard's frame order) and `embeddings` (N x dim), both chunked by
-# rows so that readers stream them. Attributes: EMBEDDING_ATTRIBUTES.
+# Datasets `ids` (UTF-8, the shard's frame order; chunked by rows) and `embeddings` (N x dim,
+# stored contiguously, so that readers map it and take any rows, near or scattered, at the cost
+# of reading them). Attributes: EMBEDDING_ATTRIBUTES.
 MODEL_ROLES = (DNABERT, ESM, "classifier")
 EMBEDDING_ATTRIBUTES = ("model_role", "model", "layer", "pooling", "precision", "dtype", "dim", "ids_sha256")
 # bf16 compute keeps 8 bits of mantissa: float16 storage (11 bits) keeps them all above 6e-5,
 # where float16 turns subnormal (an absolute error of at most 3e-8 below)
 STORAGE_DTYPES = {"bf16": "float16", "fp32": "float32"}
-CHUNK_BYTES = 1 << 20
+ID_CHUNK_ROWS = 4096
 ROLE_NAMES = {DNABERT: "DNABERT-S", ESM: "ESM-2"}
 
 
@@ -405,15 +406,13 @@ def write_embeddings(path: str | Path, ids: Sequence[str], vectors: np.ndarray, 
         )
     digest = FrameIdDigest()
     digest.update(ids)
-    rows = max(1, min(len(ids), CHUNK_BYTES // max(1, vectors.shape[1] * dtype.itemsize)))
     image = io.BytesIO()
     # track_order and absent timestamps keep the bytes identical between runs
     with h5py.File(image, "w", track_order=True) as handle:
         string = h5py.string_dtype("utf-8")
         handle.create_dataset("ids", data=np.array(list(ids), dtype=object), dtype=string, track_times=False,
-                              maxshape=(None,), chunks=(rows,))
-        handle.create_dataset("embeddings", data=vectors, track_times=False,
-                              maxshape=(None, vectors.shape[1]), chunks=(rows, vectors.shape[1]))
+                              maxshape=(None,), chunks=(max(1, min(len(ids), ID_CHUNK_ROWS)),))
+        handle.create_dataset("embeddings", data=vectors, track_times=False)  # contiguous
         for key, value in attributes.items():
             handle.attrs[key] = value
         handle.attrs["dtype"] = dtype.name
@@ -424,7 +423,8 @@ def write_embeddings(path: str | Path, ids: Sequence[str], vectors: np.ndarray, 
 
 
 class EmbeddingFile:
-    """An embeddings HDF5 file opened for streaming: checked on opening, read in row blocks.
+    """An embeddings HDF5 file opened for reading: checked on opening; its embeddings mapped from
+    the file, so that any rows are read at the cost of reading them.
 
     ``role`` is the model the caller expects (DNABERT or ESM): a file made by the other is refused,
     so swapped inputs fail instead of being scored.
@@ -442,11 +442,24 @@ class EmbeddingFile:
             raise InputError(path, f"not an HDF5 file ({str(error).splitlines()[0]})") from None
         try:
             self._ids, self._vectors = self._checked(h5py, role)
+            self._rows = self._mapped()
         except BaseException:
             self._file.close()
             raise
         self.count, self.dim = self._vectors.shape
         self.attributes = {key: self._file.attrs[key] for key in self._file.attrs}
+
+    def _mapped(self) -> np.ndarray:
+        """The embeddings as an array mapped from the file."""
+        if self._vectors.size == 0:
+            return np.empty(self._vectors.shape, dtype=self._vectors.dtype)
+        offset = self._vectors.id.get_offset()
+        if offset is None:
+            raise InputError(self.path, "'embeddings' is not stored contiguously (chunked or compressed): not written by this pipeline's embedders")
+        try:
+            return np.memmap(self.path, dtype=self._vectors.dtype, mode="r", offset=offset, shape=self._vectors.shape)
+        except ValueError:  # the file ends before the data does
+            raise InputError(self.path, "truncated: the file ends before its embeddings do") from None
 
     def _checked(self, h5py, role: str) -> "tuple[h5py.Dataset, h5py.Dataset]":
         datasets = []
@@ -491,7 +504,7 @@ class EmbeddingFile:
 
     def vectors(self, start: int, stop: int) -> np.ndarray:
         """Rows [start, stop) as float32, refusing NaN and Inf."""
-        block = self._vectors[start:stop].astype(np.float32, copy=False)
+        block = self._rows[start:stop].astype(np.float32)
         self.check_finite(np.arange(start, stop), block)
         return block
 
@@ -503,18 +516,10 @@ class EmbeddingFile:
             raise InputError(self.path, f"the embedding in row {row} holds NaN or Inf", self.ids(row, row + 1)[0])
 
     def gather(self, rows: np.ndarray) -> np.ndarray:
-        """The rows at ``rows`` (sorted, unique) in their storage dtype, unchecked (for a reader
-        that widens float16 itself, torch being several times faster at it than numpy, and then
-        calls check_finite). Rows less than
-        a chunk apart are read as one run: a block of consecutive rows is one read, a scattered
-        row (a sequence repeated from far away in the sample) one small read."""
-        parts = []
-        gap = (self._vectors.chunks or (1,))[0]
-        cuts = np.flatnonzero(np.diff(rows) > gap) + 1
-        for run in np.split(rows, cuts) if len(rows) else []:
-            low = int(run[0])
-            parts.append(self._vectors[low : int(run[-1]) + 1][run - low])
-        return np.concatenate(parts) if parts else np.empty((0, self.dim), dtype=self._vectors.dtype)
+        """The rows at ``rows`` in their storage dtype, unchecked (for a reader that widens
+        float16 itself, torch being several times faster at it than numpy, and then calls
+        check_finite)."""
+        return np.asarray(self._rows[rows])
 
 
 def _decodes(value: bytes) -> bool:

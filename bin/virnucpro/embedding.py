@@ -420,7 +420,7 @@ def refuse_non_finite(module: torch.nn.Module, path: Path, dtype: torch.dtype) -
 MAX_PADDING = 0.1
 # Sequences tokenised and batched at a time, in a thread ahead of the forward passes: the first
 # forward pass waits for one window, not for the whole shard.
-WINDOW = 8192
+WINDOW = 4096
 BATCHES_AHEAD = 4  # batches built and waiting, at most
 _POLL_SECONDS = 0.2  # how often a waiting thread looks whether the other has stopped
 

@@ -363,7 +363,7 @@ def shard_sizes(tokens: np.ndarray, max_tokens: int, max_frames: int | None = No
 # ---------------------------------------------------------------- each distinct sequence once
 
 KEY_BYTES = 16
-PARTITION_FRAMES = 1 << 22  # keys sorted in memory at once: about 50 bytes each while sorted
+PARTITION_FRAMES = 1 << 20  # keys sorted in memory at once: about 80 bytes each while sorted
 _KEY_RECORD = np.dtype([("high", "<u8"), ("low", "<u8"), ("frame", "<u4")])
 
 
