@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_prepare import contig  # noqa: E402  (coding-rich synthetic contigs)
+from bench_prepare import contig, frame_count  # noqa: E402  (coding-rich synthetic contigs)
 
 REPO = Path(__file__).resolve().parents[1]
 # the code before the scale work of issue #9 (streaming stages, float16 storage, token-sized shards)
@@ -162,6 +162,51 @@ def accepted(bin_dir: Path, script: str, option: str, value: str) -> list[str]:
     return [option, value] if option in usage else []
 
 
+def embed(python: str, bin_dir: Path, fasta: Path, out: Path, dim: int, role: str, seed: int, results: dict) -> None:
+    step = timed([python, "-c", FAKE_EMBEDDER, str(fasta), str(out), str(dim), role, str(seed)], bin_dir, [out])
+    results["embed (random vectors)"] = add(results["embed (random vectors)"], step)
+
+
+def classify(command: list[str], bin_dir: Path, out: Path, results: dict) -> None:
+    step = timed([*command, "--out", str(out), "--device", "cpu", "--quiet"], bin_dir, [out])
+    results["classify_frames"] = add(results["classify_frames"], step)
+
+
+def classify_pairs(python: str, bin_dir: Path, folder: Path, sample: str, classifier: Path, results: dict) -> list[Path]:
+    """Shards of frames embedded by both models (the code before issue #17): per shard two
+    embedding files and the classifier on them."""
+    predictions = []
+    for number, fna in enumerate(sorted(folder.glob(f"{sample}.[0-9][0-9][0-9][0-9].fna"))):
+        shard = fna.with_suffix("")
+        for suffix, dim, role in ((".fna", DNABERT_DIM, "dnabert"), (".faa", ESM_DIM, "esm")):
+            embed(python, bin_dir, Path(str(shard) + suffix), Path(f"{shard}.{role}.h5"), dim, role, number, results)
+        predictions.append(Path(f"{shard}.predictions.tsv"))
+        classify([python, str(bin_dir / "classify_frames.py"), "--dnabert", f"{shard}.dnabert.h5", "--esm", f"{shard}.esm.h5",
+                  "--classifier", str(classifier)], bin_dir, predictions[-1], results)
+        for h5 in (f"{shard}.dnabert.h5", f"{shard}.esm.h5"):
+            Path(h5).unlink(missing_ok=True)  # their bytes are counted; the disk is not infinite
+    return predictions
+
+
+def classify_distinct(python: str, bin_dir: Path, folder: Path, sample: str, classifier: Path, results: dict) -> list[Path]:
+    """Shards of each model's distinct sequences, embedded once, and frame shards classified
+    with all of them."""
+    embeddings: dict[str, list[str]] = {}
+    for role, suffix, dim in (("dnabert", "fna", DNABERT_DIM), ("esm", "faa", ESM_DIM)):
+        embeddings[role] = []
+        for number, fasta in enumerate(sorted(folder.glob(f"{sample}.{role}.*.{suffix}"))):
+            embeddings[role].append(str(fasta.with_suffix(".h5")))
+            embed(python, bin_dir, fasta, fasta.with_suffix(".h5"), dim, role, number, results)
+    predictions = []
+    for frames in sorted(folder.glob(f"{sample}.[0-9]*.frames.tsv")):
+        predictions.append(folder / frames.name.replace(".frames.tsv", ".predictions.tsv"))
+        classify([python, str(bin_dir / "classify_frames.py"), "--frames", str(frames), "--shards", str(folder / f"{sample}.shards.tsv"),
+                  "--dnabert", *embeddings["dnabert"], "--esm", *embeddings["esm"], "--classifier", str(classifier)], bin_dir, predictions[-1], results)
+    for h5 in embeddings["dnabert"] + embeddings["esm"]:
+        Path(h5).unlink()
+    return predictions
+
+
 def run_version(name: str, bin_dir: Path, work: Path, samples: dict[str, Path], classifier: Path, chunk_size: int) -> dict[str, Measure]:
     """Every stage of one version over every sample; per stage the sum of seconds and bytes, the
     largest peak."""
@@ -177,20 +222,10 @@ def run_version(name: str, bin_dir: Path, work: Path, samples: dict[str, Path], 
         step = timed([python, str(bin_dir / "prepare_frames.py"), "--fasta", str(fasta), "--chunk-size", str(chunk_size),
                       "--prefix", str(prefix), "--metrics", str(metrics[-1]), "--quiet"], bin_dir, [folder])
         results["prepare_frames"] = add(results["prepare_frames"], step)
-        shards = sorted(folder.glob(f"{sample}.[0-9][0-9][0-9][0-9].fna"))
-        predictions = []
-        for number, fna in enumerate(shards):
-            shard = fna.with_suffix("")
-            for suffix, dim, role in ((".fna", DNABERT_DIM, "dnabert"), (".faa", ESM_DIM, "esm")):
-                out = Path(f"{shard}.{role}.h5")
-                step = timed([python, "-c", FAKE_EMBEDDER, str(shard) + suffix, str(out), str(dim), role, str(number)], bin_dir, [out])
-                results["embed (random vectors)"] = add(results["embed (random vectors)"], step)
-            predictions.append(Path(f"{shard}.predictions.tsv"))
-            step = timed([python, str(bin_dir / "classify_frames.py"), "--dnabert", f"{shard}.dnabert.h5", "--esm", f"{shard}.esm.h5",
-                          "--classifier", str(classifier), "--out", str(predictions[-1]), "--device", "cpu", "--quiet"], bin_dir, [predictions[-1]])
-            results["classify_frames"] = add(results["classify_frames"], step)
-            for h5 in (f"{shard}.dnabert.h5", f"{shard}.esm.h5"):
-                Path(h5).unlink(missing_ok=True)  # their bytes are counted; the disk is not infinite
+        if (folder / f"{sample}.0001.frames.tsv").exists():  # shards of distinct sequences and of frames (issue #17)
+            predictions = classify_distinct(python, bin_dir, folder, sample, classifier, results)
+        else:
+            predictions = classify_pairs(python, bin_dir, folder, sample, classifier, results)
         outdir = folder / "results"
         step = timed([python, str(bin_dir / "summarize.py"), "--sample", sample, "--predictions", *map(str, predictions),
                       "--sequences", f"{prefix}.sequences.tsv", "--fasta", str(fasta), "--outdir", str(outdir),
@@ -241,10 +276,7 @@ def main() -> None:
         write_classifier(classifier)
         versions = {"base": checkout(args.baseline, work / "baseline"), "ours": REPO / "bin"}
         rows = {name: run_version(name, bin_dir, work, samples, classifier, args.chunk_size) for name, bin_dir in versions.items()}
-        frames = {
-            sample: sum(int(line.split("\t")[1]) for line in (work / "ours" / sample / f"{sample}.shards.tsv").read_text().splitlines()[1:])
-            for sample in samples
-        }
+        frames = {sample: frame_count(work / "ours" / sample / f"{sample}.shards.tsv") for sample in samples}
         print(f"baseline {args.baseline} against this checkout; one core per stage; chunk size {args.chunk_size}")
         print_table(samples, frames, rows)
         total = sum(frames.values())

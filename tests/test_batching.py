@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -181,7 +180,6 @@ def test_an_error_while_building_batches_ends_the_task_in_one_line(reference, tm
 # say the loop has started). argv: marker, bin folder, the script and its arguments.
 SLOW_FORWARD = """
 import runpy, sys, time
-from pathlib import Path
 marker = Path(sys.argv[1])
 sys.path.insert(0, sys.argv[2])
 from virnucpro import dnabert

@@ -425,9 +425,8 @@ def sequence_indices(keys: BinaryIO, count: int, folder: Path) -> tuple[np.ndarr
 
 # ---------------------------------------------------------------- shards
 
-def _record_blocks(spool: BinaryIO) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """A spool from its start in blocks of whole two-line records: (bytes, where each record
-    starts, where its header line ends)."""
+def _record_blocks(spool: BinaryIO) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """A spool from its start in blocks of whole two-line records: (bytes, where each record starts)."""
     spool.flush()
     spool.seek(0)
     tail = b""
@@ -440,7 +439,7 @@ def _record_blocks(spool: BinaryIO) -> Iterator[tuple[np.ndarray, np.ndarray, np
             continue
         cut = int(newlines[whole - 1]) + 1
         ends = newlines[1:whole:2] + 1
-        yield np.frombuffer(data, dtype=np.uint8, count=cut), np.concatenate([[0], ends[:-1]]), newlines[0:whole:2]
+        yield np.frombuffer(data, dtype=np.uint8, count=cut), np.concatenate([[0], ends[:-1]])
         tail = data[cut:]
 
 
@@ -499,24 +498,22 @@ def _byte_ends(texts: list[str], joined: bytes) -> np.ndarray:
     return np.cumsum(lengths)
 
 
-def copy_spool(spool: BinaryIO, is_first: np.ndarray | None, writer: ShardWriter | None, frame_ids: Callable[[int, list[str]], None] | None = None) -> None:
+def copy_spool(spool: BinaryIO, is_first: np.ndarray, writer: ShardWriter, frame_ids: Callable[[int, list[str]], None] | None = None) -> None:
     """Copy the spooled records of the frames that are first with their sequence into
     ``writer``'s shards; pass ``frame_ids`` the number of each block's first frame and the IDs
     of all its frames."""
     frame = 0
-    for data, starts, header_ends in _record_blocks(spool):
+    for data, starts in _record_blocks(spool):
         ends = np.append(starts[1:], len(data))
         ids = [header[1:] for header in data.tobytes().decode("utf-8").split("\n")[0:-1:2]]
         if frame_ids is not None:
             frame_ids(frame, ids)
-        if writer is not None:
-            kept = np.flatnonzero(is_first[frame : frame + len(ids)])
-            if len(kept):
-                records = _ragged(data, starts[kept], ends[kept])
-                writer.write([ids[index] for index in kept.tolist()], records, np.cumsum(ends[kept] - starts[kept]))
+        kept = np.flatnonzero(is_first[frame : frame + len(ids)])
+        if len(kept):
+            records = _ragged(data, starts[kept], ends[kept])
+            writer.write([ids[index] for index in kept.tolist()], records, np.cumsum(ends[kept] - starts[kept]))
         frame += len(ids)
-    if writer is not None:
-        writer.close()
+    writer.close()
 
 
 class FrameRows:
