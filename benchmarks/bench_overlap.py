@@ -19,17 +19,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_repeats import DEFAULT_BASELINE  # noqa: E402
-from bench_scale import checkout  # noqa: E402
+from bench_scale import checkout, scratch, version_arguments  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_DNABERT = REPO.parent / "shared" / "reference" / "models" / "dnabert_s_tiny"  # the real DNABERT-2 BPE tokenizer
@@ -106,12 +104,10 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=REFERENCE_DNABERT if REFERENCE_DNABERT.is_dir() else None,
                         help="a DNABERT-S checkpoint folder, for its tokenizer (default: the reference's tiny model, which has the real one; "
                              "without it, the test profile's tiny model and its toy tokenizer)")  # fmt: skip
-    parser.add_argument("--baseline", default=DEFAULT_BASELINE, help="the commit to compare with")
-    parser.add_argument("--workdir", type=Path, help="where inputs go (default: a temporary folder)")
+    version_arguments(parser, DEFAULT_BASELINE)
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="bench_overlap.", dir=args.workdir))
-    try:
+    with scratch("bench_overlap.", args.workdir) as work:
         model = args.model
         if model is None:
             sys.path.insert(0, str(REPO / "bin"))
@@ -133,8 +129,6 @@ def main() -> None:
                 host, device, embedding = figures["host"], figures["device"], figures["embedding"]
                 print(f"{rate:>11,.0f} t/s {version:<8} {host:>7.1f} {device:>8.1f} {embedding:>11.1f} "
                       f"{embedding / (host + device):>15.2f} {embedding / max(host, device):>19.2f}")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

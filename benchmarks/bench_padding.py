@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from bench_repeats import DEFAULT_BASELINE  # noqa: E402
-from bench_scale import checkout  # noqa: E402
+from bench_scale import checkout, scratch, version_arguments  # noqa: E402
 from benchmark_embed import AMINO_ACIDS, frame_lengths_mix, measure, original_esm_recipe, random_fair_esm, save_fair_esm_checkpoint  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,12 +90,10 @@ def main() -> None:
     parser.add_argument("--budgets", type=int, nargs="+", default=[65536, 16384, 2048], help="padded-token budgets per batch")
     parser.add_argument("--esm-layers", type=int, default=6, help="layers of the random ESM-2 (esm2_t6_8M: 6; the real one: 36)")
     parser.add_argument("--esm-dim", type=int, default=320, help="width of the random ESM-2 (esm2_t6_8M: 320; the real one: 2560)")
-    parser.add_argument("--baseline", default=DEFAULT_BASELINE, help="the commit to compare with")
-    parser.add_argument("--workdir", type=Path, help="where inputs go (default: a temporary folder)")
+    version_arguments(parser, DEFAULT_BASELINE)
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="bench_padding.", dir=args.workdir))
-    try:
+    with scratch("bench_padding.", args.workdir) as work:
         config = ESM2Config(num_layers=args.esm_layers, embed_dim=args.esm_dim, attention_heads=max(1, args.esm_dim // 16))
         model = random_fair_esm(config, torch.device("cpu"))
         checkpoint = work / "esm2_bench.pt"
@@ -120,8 +116,6 @@ def main() -> None:
                     attention = run["attention"] / run["unpadded_attention"]
                     print(f"{name:<28} {budget:>7} {version:<8} {run['batches']:>6} {run['real']:>9} {run['padded']:>10} {padding:>8.1%} "
                           f"{attention:>8.2f}x {run['seconds']:>8.2f} {run['seconds'] / fair:>10.2f}")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

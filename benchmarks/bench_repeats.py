@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bin"))
 import torch  # noqa: E402
 from bench_prepare import contig, frame_count  # noqa: E402  (coding-rich synthetic contigs)
-from bench_scale import checkout, timed  # noqa: E402
+from bench_scale import checkout, scratch, timed, version_arguments  # noqa: E402
 from benchmark_embed import random_fair_esm, save_fair_esm_checkpoint  # noqa: E402
 
 from virnucpro import tiny_models  # noqa: E402
@@ -137,12 +135,10 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=300, choices=(300, 500))
     parser.add_argument("--esm-layers", type=int, default=4, help="layers of the random ESM-2 (the real one: 36)")
     parser.add_argument("--esm-dim", type=int, default=128, help="width of the random ESM-2 (the real one: 2560)")
-    parser.add_argument("--baseline", default=DEFAULT_BASELINE, help="the commit to compare with")
-    parser.add_argument("--workdir", type=Path, help="where inputs and outputs go (default: a temporary folder)")
+    version_arguments(parser, DEFAULT_BASELINE)
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="bench_repeats.", dir=args.workdir))
-    try:
+    with scratch("bench_repeats.", args.workdir) as work:
         models = write_models(work / "models", args.esm_layers, args.esm_dim)
         versions = {"base": checkout(args.baseline, work / "baseline"), "ours": REPO / "bin"}
         rows = []
@@ -155,8 +151,6 @@ def main() -> None:
         print(f"baseline {args.baseline} against this checkout; {args.reads} reads of {args.read_length} bp, chunk size {args.chunk_size}; "
               f"CPU, one core, fp32; ESM-2 {args.esm_layers} x {args.esm_dim} with random weights; {time.perf_counter() - started:.0f} s in all")
         print_table(rows)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ per stage and version. Prints only: nothing passes or fails.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -25,6 +26,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -110,6 +112,22 @@ def write_classifier(path: Path) -> None:
         "output_layer.bias": torch.zeros(2),
     }
     torch.save(weights, path)
+
+
+def version_arguments(parser: argparse.ArgumentParser, baseline: str) -> None:
+    """--baseline and --workdir, which every benchmark of this checkout against an earlier commit takes."""
+    parser.add_argument("--baseline", default=baseline, help="the commit to compare with")
+    parser.add_argument("--workdir", type=Path, help="where inputs and outputs go (default: a temporary folder)")
+
+
+@contextlib.contextmanager
+def scratch(prefix: str, workdir: Path | None) -> Iterator[Path]:
+    """A new folder under ``workdir`` (default: the system's temporary folder), removed at the end."""
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=workdir))
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def checkout(ref: str, target: Path) -> Path:
@@ -263,12 +281,10 @@ def main() -> None:
     parser.add_argument("--read-length", type=int, default=150, help="read length in bp")
     parser.add_argument("--contig-megabases", type=float, default=100.0, help="Mbp of contigs in the contig sample")
     parser.add_argument("--chunk-size", type=int, default=300, choices=(300, 500), help="chunk size of both samples")
-    parser.add_argument("--baseline", default=DEFAULT_BASELINE, help="the commit to compare with")
-    parser.add_argument("--workdir", type=Path, help="where inputs and outputs go (default: a temporary folder); needs tens of GB at full size")
+    version_arguments(parser, DEFAULT_BASELINE)
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="bench_scale.", dir=args.workdir))
-    try:
+    with scratch("bench_scale.", args.workdir) as work:  # tens of GB at full size
         samples = {"reads": work / "reads.fa", "contigs": work / "contigs.fa"}
         write_reads(samples["reads"], args.reads, args.read_length, seed=1)
         write_contigs(samples["contigs"], args.contig_megabases, seed=2)
@@ -282,8 +298,6 @@ def main() -> None:
         total = sum(frames.values())
         print("classify_frames, frames per second of the whole script (start-up included): "
               + ", ".join(f"{name} {total / result['classify_frames'].seconds:,.0f}" for name, result in rows.items()))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +24,7 @@ REFERENCE = REPO / "tests" / "fixtures" / "reference"
 SCRIPT_TIMEOUT = 5 * 60
 NEXTFLOW_TIMEOUT = 20 * 60
 
-from virnucpro import contracts  # noqa: E402  (from bin/, put on the path above)
+from virnucpro import cli, contracts  # noqa: E402  (from bin/, put on the path above)
 from virnucpro.fasta import read_fasta  # noqa: E402
 
 
@@ -37,6 +40,18 @@ def run_script(name: str, *args: object, check: bool = True) -> subprocess.Compl
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} exited {result.returncode}\n{result.stderr}")
     return result
+
+
+def run_main(script, argv: list[str]) -> tuple[int, str]:
+    """A bin script's main run in this process as the script runs it (``script``: the imported
+    script module): (exit status, stderr)."""
+    stderr, sigterm = io.StringIO(), signal.getsignal(signal.SIGTERM)
+    try:
+        with contextlib.redirect_stderr(stderr):
+            status = cli.run(script.main, script.build_parser(), argv)
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)
+    return status, stderr.getvalue()
 
 
 @pytest.fixture(scope="session")

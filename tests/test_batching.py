@@ -5,8 +5,6 @@ either thread, or SIGTERM, ends the task in one line."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import signal
 import subprocess
 import sys
@@ -17,8 +15,8 @@ import pytest
 import torch
 
 import embed_esm
-from conftest import BIN
-from virnucpro import cli, embedding, esm
+from conftest import BIN, run_main
+from virnucpro import embedding, esm
 from virnucpro.embedding import Embedder, embed_token_ids, token_budget_batches
 from virnucpro.errors import VirNucProError
 
@@ -144,15 +142,8 @@ def run_embed_esm(reference, tmp_path, monkeypatch, collate) -> tuple[int, str]:
     the ESM-2 embedder's (called in the thread that builds batches)."""
     monkeypatch.setattr(esm.ESMEmbedder, "collate", collate)
     monkeypatch.setattr(embedding, "WINDOW", 16)
-    argv = ["--fasta", str(reference / "identified_protein300.faa"), "--model", str(reference / "models" / "esm2_t36_tiny_UR50D.pt"),
-            "--out", str(tmp_path / "out.h5"), "--device", "cpu", "--batch-tokens", "300", "--no-progress", "--quiet"]  # fmt: skip
-    stderr, sigterm = io.StringIO(), signal.getsignal(signal.SIGTERM)
-    try:
-        with contextlib.redirect_stderr(stderr):
-            status = cli.run(embed_esm.main, embed_esm.build_parser(), argv)
-    finally:
-        signal.signal(signal.SIGTERM, sigterm)
-    return status, stderr.getvalue()
+    return run_main(embed_esm, ["--fasta", str(reference / "identified_protein300.faa"), "--model", str(reference / "models" / "esm2_t36_tiny_UR50D.pt"),
+                                "--out", str(tmp_path / "out.h5"), "--device", "cpu", "--batch-tokens", "300", "--no-progress", "--quiet"])  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
-import signal
 import struct
 import zipfile
 from dataclasses import dataclass
@@ -18,9 +15,9 @@ import torch
 from safetensors.torch import save_file
 
 import classify_frames
-from conftest import run_script
+from conftest import run_main, run_script
 from tolerance import assert_predictions_match
-from virnucpro import cli, contracts
+from virnucpro import contracts
 from virnucpro.classifier import MLPClassifier, load_classifier, prediction_rows, probabilities
 from virnucpro.errors import InputError
 
@@ -87,15 +84,8 @@ def write_sample(folder, frame_ids=FRAME_IDS, numbers=None, per_shard=None, esm_
 
 def classify(frames, manifest, dnabert, esm, classifier, out) -> tuple[int, str]:
     """classify_frames.py's main run in this process as the script runs it: (exit status, stderr)."""
-    argv = ["--frames", str(frames), "--shards", str(manifest), "--dnabert", *map(str, dnabert), "--esm", *map(str, esm),
-            "--classifier", str(classifier), "--out", str(out), "--device", "cpu", "--quiet"]  # fmt: skip
-    stderr, sigterm = io.StringIO(), signal.getsignal(signal.SIGTERM)
-    try:
-        with contextlib.redirect_stderr(stderr):
-            status = cli.run(classify_frames.main, classify_frames.build_parser(), argv)
-    finally:
-        signal.signal(signal.SIGTERM, sigterm)
-    return status, stderr.getvalue()
+    return run_main(classify_frames, ["--frames", str(frames), "--shards", str(manifest), "--dnabert", *map(str, dnabert), "--esm", *map(str, esm),
+                                      "--classifier", str(classifier), "--out", str(out), "--device", "cpu", "--quiet"])  # fmt: skip
 
 
 def assert_refused(tmp_path, inputs, classifier, *fragments) -> str:
@@ -355,8 +345,8 @@ REPEATED_IDS = [f"r{row}_chunk_1F1" for row in range(len(REPEATS))]
 def test_a_missing_repeated_or_foreign_embedding_file_is_refused(tmp_path, tiny_classifier):
     sample = write_sample(tmp_path, REPEATED_IDS, REPEATS, per_shard=2)  # three shards of each model
     frames, manifest, dnabert, esm = sample.arguments()
-    assert_refused(tmp_path, [frames, manifest, dnabert[::2], esm], tiny_classifier, str(manifest), "no DNABERT-S embeddings given for shard(s) s.dnabert.0002")
-    assert_refused(tmp_path, [frames, manifest, dnabert, [*esm, esm[1]]], tiny_classifier, str(esm[1]), "holds shard s.esm.0002, which")
+    assert_refused(tmp_path, [frames, manifest, dnabert[::2], esm], tiny_classifier, str(manifest), "no DNABERT-S embeddings for shard(s) s.dnabert.0002")
+    assert_refused(tmp_path, [frames, manifest, dnabert, [*esm, esm[1]]], tiny_classifier, str(esm[1]), "holds the ESM-2 embeddings of shard s.esm.0002, which")
     # the same sequences cut into other shards, as another PREPARE run would: not this sample's
     (tmp_path / "other").mkdir()
     other = write_sample(tmp_path / "other", REPEATED_IDS, REPEATS, per_shard=3)

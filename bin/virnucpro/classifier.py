@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from .contracts import (
-    DNABERT, FRAMES, LABELS, PREDICTION_HEADER, ROLE_NAMES, EmbeddingFile, FrameBlock, FrameIdDigest, Shard, read_frame_blocks, shards_of,
+    DNABERT, FRAMES, LABELS, PREDICTION_HEADER, ROLE_NAMES, EmbeddingFile, FrameBlock, FrameIdDigest, Shard, one_file_per_shard,
+    read_frame_blocks, shards_of,
 )
 from .errors import InputError, VirNucProError
 
@@ -270,22 +271,20 @@ class EmbeddingSet:
         self.kind = kind
         shards = shards_of(manifest, kind)
         by_digest = {shard.ids_sha256: shard for shard in shards}
-        matched: dict[str, EmbeddingFile] = {}
-        for path in paths:
-            embeddings = stack.enter_context(EmbeddingFile(path, kind))
-            shard = by_digest.get(str(embeddings.attributes["ids_sha256"]))
-            if shard is None:
-                raise InputError(path, f"holds the {ROLE_NAMES[kind]} embeddings of no {kind} shard of {manifest_path} (its ids_sha256 is none of theirs): "
-                                       "from another sample or another prepare_frames.py run?")  # fmt: skip
-            if embeddings.count != shard.items:
-                raise InputError(path, f"holds {embeddings.count} embeddings, but shard {shard.name} has {shard.items} sequences")
-            if shard.name in matched:
-                raise InputError(path, f"holds shard {shard.name}, which {matched[shard.name].path} holds too")
-            matched[shard.name] = embeddings
-        missing = [shard.name for shard in shards if shard.name not in matched]
-        if missing:
-            raise InputError(manifest_path, f"no {ROLE_NAMES[kind]} embeddings given for shard(s) {', '.join(missing)}")
-        self.files = [matched[shard.name] for shard in shards]
+        opened: dict[str, EmbeddingFile] = {}
+
+        def held() -> Iterator[tuple[str, Shard]]:
+            for path in map(str, paths):
+                embeddings = opened[path] = stack.enter_context(EmbeddingFile(path, kind))
+                shard = by_digest.get(str(embeddings.attributes["ids_sha256"]))
+                if shard is None:
+                    raise InputError(path, f"holds the {ROLE_NAMES[kind]} embeddings of no {kind} shard of {manifest_path} (its ids_sha256 is none of "
+                                           "theirs): from another sample or another prepare_frames.py run?")  # fmt: skip
+                if embeddings.count != shard.items:
+                    raise InputError(path, f"holds {embeddings.count} embeddings, but shard {shard.name} has {shard.items} sequences")
+                yield path, shard
+
+        self.files = [opened[path] for path, _ in one_file_per_shard(held(), shards, manifest_path, f"{ROLE_NAMES[kind]} embeddings")]
         self.starts = np.array([shard.start(kind) for shard in shards] + [sum(shard.items for shard in shards)], dtype=np.int64)
         dims = sorted({embeddings.dim for embeddings in self.files})
         if len(dims) > 1:

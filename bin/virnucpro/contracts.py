@@ -217,6 +217,20 @@ def shards_of(shards: Sequence[Shard], kind: str) -> list[Shard]:
     return [shard for shard in shards if shard.kind == kind]
 
 
+def one_file_per_shard(held: Iterable[tuple[str, Shard]], shards: Sequence[Shard], manifest_path: str | Path, what: str) -> list[tuple[str, Shard]]:
+    """(file, shard) for every shard of ``shards``, in their order, from (file, the shard it
+    holds): a shard that two files hold, or none, is an error (``what`` the files hold)."""
+    matched: dict[str, str] = {}
+    for path, shard in held:
+        if shard.name in matched:
+            raise InputError(path, f"holds the {what} of shard {shard.name}, which {matched[shard.name]} holds too")
+        matched[shard.name] = str(path)
+    missing = [shard.name for shard in shards if shard.name not in matched]
+    if missing:
+        raise InputError(manifest_path, f"no {what} for shard(s) {', '.join(missing)}")
+    return [(matched[shard.name], shard) for shard in shards]
+
+
 def shard_row(shard: Shard) -> str:
     return tsv_line((shard.name, shard.kind, shard.items, shard.tokens, shard.first_id, shard.last_id, shard.ids_sha256,
                      "" if shard.dnabert_start is None else shard.dnabert_start, "" if shard.esm_start is None else shard.esm_start))

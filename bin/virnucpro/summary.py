@@ -29,8 +29,8 @@ from typing import IO, Iterable, Iterator, Mapping, Sequence
 from .contracts import (
     CALL_COLUMNS, CALL_STATUSES, CALLS, DEFAULT_THRESHOLD, FRAMES, HIGHEST_SCORES, NO_OPEN_FRAME, NON_VIRUS, PENDING,
     PREDICTION_HEADER, PREDICTION_RESULTS, SAMPLE_RESULT_FILES, SCORED, SEQUENCE_CALLS, SUMMARY_JSON, VIRAL_SEQUENCES, VIRUS,
-    FrameIdDigest, Prediction, SequenceEntry, Shard, call_rule, chunk_of, file_sha256, flag, parse_frame_id, parse_prediction,
-    prediction_lines, read_predictions, read_sequences, read_shards, record_digest, shards_of, tsv_line,
+    FrameIdDigest, Prediction, SequenceEntry, Shard, call_rule, chunk_of, file_sha256, flag, one_file_per_shard, parse_frame_id,
+    parse_prediction, prediction_lines, read_predictions, read_sequences, read_shards, record_digest, shards_of, tsv_line,
 )  # fmt: skip
 from .atomic import atomic_folder
 from .errors import InputError, VirNucProError
@@ -63,21 +63,18 @@ def files_by_shard(shards: Sequence[Shard], prediction_paths: Sequence[str], sha
     Every shard needs exactly one file; ShardStream checks that it holds exactly its frames.
     """
     shard_by_first = {shard.first_id: shard for shard in shards}
-    matched: dict[str, str] = {}
-    for path in prediction_paths:
-        first = next(read_predictions(path), None)
-        if first is None:
-            continue  # a header-only file scores no frame, so it cannot stand for any shard
-        shard = shard_by_first.get(first.frame_id)
-        if shard is None:
-            raise InputError(path, f"its first frame belongs to no shard of {shards_path}", first.frame_id)
-        if shard.name in matched:
-            raise InputError(path, f"shard {shard.name} already has predictions in {matched[shard.name]}")
-        matched[shard.name] = path
-    missing = [shard.name for shard in shards if shard.name not in matched]
-    if missing:
-        raise InputError(shards_path, f"no predictions for shard(s) {', '.join(missing)}")
-    return [(matched[shard.name], shard) for shard in shards]
+
+    def held() -> Iterator[tuple[str, Shard]]:
+        for path in prediction_paths:
+            first = next(read_predictions(path), None)
+            if first is None:
+                continue  # a header-only file scores no frame, so it cannot stand for any shard
+            shard = shard_by_first.get(first.frame_id)
+            if shard is None:
+                raise InputError(path, f"its first frame belongs to no shard of {shards_path}", first.frame_id)
+            yield path, shard
+
+    return one_file_per_shard(held(), shards, shards_path, "predictions")
 
 
 class ShardStream:
