@@ -86,12 +86,12 @@ def test_results_equal_those_of_embedding_every_frame(runs):
         assert (once / name).read_bytes() == (every / name).read_bytes()
 
 
-def test_copies_are_scored_as_their_originals_and_as_the_original_tool(reference, runs):
+def test_copies_are_scored_as_their_originals(runs):
+    """A copy's frames have its original's vectors: the same label, scores within 1e-6 (the rows
+    may sit in batches of other sizes, whose matrix products may round differently)."""
     copies, _, _, once, _, _ = runs
     scores = {row[0]: row[1:] for row in predictions(once)}
-    expected = {row[0]: row[1:] for row in (line.split("\t") for line in (reference / "expected" / "prediction_results_300.txt").read_text().splitlines()[1:])}
-    for frame_id, score in scores.items():
+    for frame_id, (label, *values) in scores.items():
         sequence_id, _, suffix = frame_id.rpartition("_chunk_")
-        original = f"{copies.get(sequence_id, sequence_id)}_chunk_{suffix}"
-        assert score == scores[original]  # the same vectors: the same bytes
-        assert score[0] == expected[original][0] and all(abs(float(a) - float(b)) <= 1e-4 for a, b in zip(score[1:], expected[original][1:]))
+        original_label, *original_values = scores[f"{copies.get(sequence_id, sequence_id)}_chunk_{suffix}"]
+        assert label == original_label and all(abs(float(a) - float(b)) <= 1e-6 for a, b in zip(values, original_values)), frame_id
