@@ -171,6 +171,7 @@ def test_an_error_while_building_batches_ends_the_task_in_one_line(reference, tm
 # say the loop has started). argv: marker, bin folder, the script and its arguments.
 SLOW_FORWARD = """
 import runpy, sys, time
+from pathlib import Path
 marker = Path(sys.argv[1])
 sys.path.insert(0, sys.argv[2])
 from virnucpro import dnabert
