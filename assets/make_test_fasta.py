@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Write the bundled test inputs, seeded: assets/test.fa and assets/test_noframes.fa.
 
-test.fa: 36 sequences of 50 bp to 5 kb. Most carry planted open reading frames (codons
-without stops) on the forward or the reverse strand, some only in part, some none; a few are
-lower case, hold N or IUPAC codes or have a description. Lines are wrapped at 60 or 70.
+test.fa: 36 sequences of 50 bp to 5 kb, then copies of four of them under other IDs (as
+duplicate reads). Most carry planted open reading frames (codons without stops) on the forward
+or the reverse strand, some only in part, some none; a few are lower case, hold N or IUPAC
+codes or have a description. Lines are wrapped at 60, 70 or 80.
 test_noframes.fa: sequences with a stop codon in all six frames of every 500 bp chunk (and
 one too short for a codon), so that sample keeps no frame at all.
 
@@ -22,6 +23,7 @@ SEED = 20240607
 CHUNK = 500
 STOPS = {"TAA", "TAG", "TGA"}
 CODONS = [a + b + c for a in "ACGT" for b in "ACGT" for c in "ACGT" if a + b + c not in STOPS]
+REPEATED = (1, 9, 16, 29)  # records repeated at the end of test.fa under other IDs
 
 
 def random_dna(rng: random.Random, length: int) -> str:
@@ -78,12 +80,15 @@ def has_open_frame(sequence: str) -> bool:
 
 def test_records(rng: random.Random) -> list[str]:
     kinds = ["forward", "reverse", "mixed", "random"]
-    records = []
+    records, sequences = [], []
     for index in range(36):
         length = int(round(50 * 100 ** rng.random()))  # log-uniform, 50 bp to 5 kb
         sequence = decorate(rng, planted(rng, kinds[index % 4], length), index)
         description = f" planted={kinds[index % 4]} length={length}" if index % 5 == 0 else ""
         records.append(f">seq{index + 1:02d}{description}\n{wrap(sequence, 60 if index % 2 else 70)}\n")
+        sequences.append(sequence)
+    for copy, index in enumerate(REPEATED, start=1):  # duplicate reads: their frames are embedded once
+        records.append(f">copy{copy}_of_seq{index + 1:02d}\n{wrap(sequences[index].upper(), 80)}\n")
     return records
 
 

@@ -118,7 +118,12 @@ def best_of(command: list[str], runs: int) -> Run:
 
 
 def frame_count(shards_tsv: Path) -> int:
-    return sum(int(line.split("\t")[1]) for line in shards_tsv.read_text().splitlines()[1:])
+    """The frames of P.shards.tsv: the items of its frame shards (the frames of every shard, in
+    the code before issue #17, whose table has no kind column)."""
+    header, *rows = [line.split("\t") for line in shards_tsv.read_text().splitlines()]
+    if "kind" in header:
+        return sum(int(row[header.index("items")]) for row in rows if row[header.index("kind")] == "frames")
+    return sum(int(row[header.index("frames")]) for row in rows)
 
 
 def bench_contigs(args: argparse.Namespace, directory: Path) -> None:

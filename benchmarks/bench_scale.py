@@ -14,6 +14,7 @@ per stage and version. Prints only: nothing passes or fails.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -25,11 +26,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_prepare import contig  # noqa: E402  (coding-rich synthetic contigs)
+from bench_prepare import contig, frame_count  # noqa: E402  (coding-rich synthetic contigs)
 
 REPO = Path(__file__).resolve().parents[1]
 # the code before the scale work of issue #9 (streaming stages, float16 storage, token-sized shards)
@@ -112,6 +114,22 @@ def write_classifier(path: Path) -> None:
     torch.save(weights, path)
 
 
+def version_arguments(parser: argparse.ArgumentParser, baseline: str) -> None:
+    """--baseline and --workdir, which every benchmark of this checkout against an earlier commit takes."""
+    parser.add_argument("--baseline", default=baseline, help="the commit to compare with")
+    parser.add_argument("--workdir", type=Path, help="where inputs and outputs go (default: a temporary folder)")
+
+
+@contextlib.contextmanager
+def scratch(prefix: str, workdir: Path | None) -> Iterator[Path]:
+    """A new folder under ``workdir`` (default: the system's temporary folder), removed at the end."""
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=workdir))
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def checkout(ref: str, target: Path) -> Path:
     """The bin/ folder of ``ref`` (a commit of this repository), extracted under ``target``."""
     target.mkdir(parents=True)
@@ -162,6 +180,51 @@ def accepted(bin_dir: Path, script: str, option: str, value: str) -> list[str]:
     return [option, value] if option in usage else []
 
 
+def embed(python: str, bin_dir: Path, fasta: Path, out: Path, dim: int, role: str, seed: int, results: dict) -> None:
+    step = timed([python, "-c", FAKE_EMBEDDER, str(fasta), str(out), str(dim), role, str(seed)], bin_dir, [out])
+    results["embed (random vectors)"] = add(results["embed (random vectors)"], step)
+
+
+def classify(command: list[str], bin_dir: Path, out: Path, results: dict) -> None:
+    step = timed([*command, "--out", str(out), "--device", "cpu", "--quiet"], bin_dir, [out])
+    results["classify_frames"] = add(results["classify_frames"], step)
+
+
+def classify_pairs(python: str, bin_dir: Path, folder: Path, sample: str, classifier: Path, results: dict) -> list[Path]:
+    """Shards of frames embedded by both models (the code before issue #17): per shard two
+    embedding files and the classifier on them."""
+    predictions = []
+    for number, fna in enumerate(sorted(folder.glob(f"{sample}.[0-9][0-9][0-9][0-9].fna"))):
+        shard = fna.with_suffix("")
+        for suffix, dim, role in ((".fna", DNABERT_DIM, "dnabert"), (".faa", ESM_DIM, "esm")):
+            embed(python, bin_dir, Path(str(shard) + suffix), Path(f"{shard}.{role}.h5"), dim, role, number, results)
+        predictions.append(Path(f"{shard}.predictions.tsv"))
+        classify([python, str(bin_dir / "classify_frames.py"), "--dnabert", f"{shard}.dnabert.h5", "--esm", f"{shard}.esm.h5",
+                  "--classifier", str(classifier)], bin_dir, predictions[-1], results)
+        for h5 in (f"{shard}.dnabert.h5", f"{shard}.esm.h5"):
+            Path(h5).unlink(missing_ok=True)  # their bytes are counted; the disk is not infinite
+    return predictions
+
+
+def classify_distinct(python: str, bin_dir: Path, folder: Path, sample: str, classifier: Path, results: dict) -> list[Path]:
+    """Shards of each model's distinct sequences, embedded once, and frame shards classified
+    with all of them."""
+    embeddings: dict[str, list[str]] = {}
+    for role, suffix, dim in (("dnabert", "fna", DNABERT_DIM), ("esm", "faa", ESM_DIM)):
+        embeddings[role] = []
+        for number, fasta in enumerate(sorted(folder.glob(f"{sample}.{role}.*.{suffix}"))):
+            embeddings[role].append(str(fasta.with_suffix(".h5")))
+            embed(python, bin_dir, fasta, fasta.with_suffix(".h5"), dim, role, number, results)
+    predictions = []
+    for frames in sorted(folder.glob(f"{sample}.[0-9]*.frames.tsv")):
+        predictions.append(folder / frames.name.replace(".frames.tsv", ".predictions.tsv"))
+        classify([python, str(bin_dir / "classify_frames.py"), "--frames", str(frames), "--shards", str(folder / f"{sample}.shards.tsv"),
+                  "--dnabert", *embeddings["dnabert"], "--esm", *embeddings["esm"], "--classifier", str(classifier)], bin_dir, predictions[-1], results)
+    for h5 in embeddings["dnabert"] + embeddings["esm"]:
+        Path(h5).unlink()
+    return predictions
+
+
 def run_version(name: str, bin_dir: Path, work: Path, samples: dict[str, Path], classifier: Path, chunk_size: int) -> dict[str, Measure]:
     """Every stage of one version over every sample; per stage the sum of seconds and bytes, the
     largest peak."""
@@ -177,20 +240,10 @@ def run_version(name: str, bin_dir: Path, work: Path, samples: dict[str, Path], 
         step = timed([python, str(bin_dir / "prepare_frames.py"), "--fasta", str(fasta), "--chunk-size", str(chunk_size),
                       "--prefix", str(prefix), "--metrics", str(metrics[-1]), "--quiet"], bin_dir, [folder])
         results["prepare_frames"] = add(results["prepare_frames"], step)
-        shards = sorted(folder.glob(f"{sample}.[0-9][0-9][0-9][0-9].fna"))
-        predictions = []
-        for number, fna in enumerate(shards):
-            shard = fna.with_suffix("")
-            for suffix, dim, role in ((".fna", DNABERT_DIM, "dnabert"), (".faa", ESM_DIM, "esm")):
-                out = Path(f"{shard}.{role}.h5")
-                step = timed([python, "-c", FAKE_EMBEDDER, str(shard) + suffix, str(out), str(dim), role, str(number)], bin_dir, [out])
-                results["embed (random vectors)"] = add(results["embed (random vectors)"], step)
-            predictions.append(Path(f"{shard}.predictions.tsv"))
-            step = timed([python, str(bin_dir / "classify_frames.py"), "--dnabert", f"{shard}.dnabert.h5", "--esm", f"{shard}.esm.h5",
-                          "--classifier", str(classifier), "--out", str(predictions[-1]), "--device", "cpu", "--quiet"], bin_dir, [predictions[-1]])
-            results["classify_frames"] = add(results["classify_frames"], step)
-            for h5 in (f"{shard}.dnabert.h5", f"{shard}.esm.h5"):
-                Path(h5).unlink(missing_ok=True)  # their bytes are counted; the disk is not infinite
+        if (folder / f"{sample}.0001.frames.tsv").exists():  # shards of distinct sequences and of frames (issue #17)
+            predictions = classify_distinct(python, bin_dir, folder, sample, classifier, results)
+        else:
+            predictions = classify_pairs(python, bin_dir, folder, sample, classifier, results)
         outdir = folder / "results"
         step = timed([python, str(bin_dir / "summarize.py"), "--sample", sample, "--predictions", *map(str, predictions),
                       "--sequences", f"{prefix}.sequences.tsv", "--fasta", str(fasta), "--outdir", str(outdir),
@@ -228,12 +281,10 @@ def main() -> None:
     parser.add_argument("--read-length", type=int, default=150, help="read length in bp")
     parser.add_argument("--contig-megabases", type=float, default=100.0, help="Mbp of contigs in the contig sample")
     parser.add_argument("--chunk-size", type=int, default=300, choices=(300, 500), help="chunk size of both samples")
-    parser.add_argument("--baseline", default=DEFAULT_BASELINE, help="the commit to compare with")
-    parser.add_argument("--workdir", type=Path, help="where inputs and outputs go (default: a temporary folder); needs tens of GB at full size")
+    version_arguments(parser, DEFAULT_BASELINE)
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="bench_scale.", dir=args.workdir))
-    try:
+    with scratch("bench_scale.", args.workdir) as work:  # tens of GB at full size
         samples = {"reads": work / "reads.fa", "contigs": work / "contigs.fa"}
         write_reads(samples["reads"], args.reads, args.read_length, seed=1)
         write_contigs(samples["contigs"], args.contig_megabases, seed=2)
@@ -241,17 +292,12 @@ def main() -> None:
         write_classifier(classifier)
         versions = {"base": checkout(args.baseline, work / "baseline"), "ours": REPO / "bin"}
         rows = {name: run_version(name, bin_dir, work, samples, classifier, args.chunk_size) for name, bin_dir in versions.items()}
-        frames = {
-            sample: sum(int(line.split("\t")[1]) for line in (work / "ours" / sample / f"{sample}.shards.tsv").read_text().splitlines()[1:])
-            for sample in samples
-        }
+        frames = {sample: frame_count(work / "ours" / sample / f"{sample}.shards.tsv") for sample in samples}
         print(f"baseline {args.baseline} against this checkout; one core per stage; chunk size {args.chunk_size}")
         print_table(samples, frames, rows)
         total = sum(frames.values())
         print("classify_frames, frames per second of the whole script (start-up included): "
               + ", ".join(f"{name} {total / result['classify_frames'].seconds:,.0f}" for name, result in rows.items()))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

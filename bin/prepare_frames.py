@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Chunk a nucleotide FASTA as the original VirNucPro, translate each chunk in six frames, keep the
-frames without a stop codon and write them as token-balanced shards for the embedding stages.
+frames without a stop codon and write them as token-balanced shards: each distinct nucleotide and
+protein sequence of the sample once, for the embedding stages, and every frame with the numbers
+of its two sequences, for the classifier.
 
 Sequences must be IUPAC nucleotide codes (ASCII letters, any case). RNA (U for T) is read as DNA:
 U becomes T for translation and embedding (else every UAA/UAG/UGA stop would be lost), with one
@@ -36,15 +38,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--chunk-size", required=True, type=cli.positive_int, help="chunk length in bp (300 or 500 for the published models)"
     )
     parser.add_argument(
-        "--prefix", required=True, help="output prefix P: writes P.0001.fna/.faa ..., P.shards.tsv, P.sequences.tsv"
+        "--prefix", required=True,
+        help="output prefix P: writes the frame shards P.0001.frames.tsv ..., the distinct nucleotide and protein sequences "
+        "to embed P.dnabert.0001.fna ... and P.esm.0001.faa ..., P.shards.tsv and P.sequences.tsv"
     )
     parser.add_argument(
         "--shard-tokens", type=cli.positive_int, default=prepare.DEFAULT_SHARD_TOKENS,
         help="most ESM-2 tokens (protein residues + 2 per frame) in one shard, which sets an embedding task's GPU "
-        "time; shards are as few as the caps allow and balanced by tokens; a frame above it gets a shard of its own",
+        "time; nucleotide shards count whole codons + 2 per sequence; shards are as few as the caps allow and balanced "
+        "by tokens; a frame above it gets a shard of its own",
     )
     parser.add_argument(
-        "--shard-size", type=cli.positive_int, default=None, help="most frames in one shard, besides --shard-tokens (None: no limit)"
+        "--shard-size", type=cli.positive_int, default=None, help="most frames (sequences) in one shard, besides --shard-tokens (None: no limit)"
     )
     parser.add_argument(
         "--rename-duplicates", action="store_true",
@@ -65,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> None:
     from virnucpro import prepare
+    from virnucpro.contracts import DNABERT, EMBEDDING_KINDS, ESM, FRAMES
     from virnucpro.metrics import write_metrics
 
     started = time.perf_counter()
@@ -74,13 +80,16 @@ def main(args: argparse.Namespace) -> None:
     )
     seconds = time.perf_counter() - started
     log.info(
-        "%d sequences (%d bp) -> %d frames (%d ESM tokens) in %d shards, %.1f s",
-        summary.records, summary.bases, summary.frames, summary.tokens, summary.shards, seconds,
+        "%d sequences (%d bp) -> %d frames (%d ESM tokens) in %d shards; %d distinct nucleotide and %d distinct protein "
+        "sequences to embed in %d and %d shards, %.1f s",
+        summary.records, summary.bases, summary.frames, summary.tokens, summary.shards[FRAMES], summary.distinct[DNABERT],
+        summary.distinct[ESM], summary.shards[DNABERT], summary.shards[ESM], seconds,
     )
     if args.metrics:
         write_metrics(
             args.metrics, stage="prepare_frames", name=Path(args.prefix).name, items=summary.frames,
             tokens=summary.tokens, seconds=seconds, device="cpu",
+            **{f"{kind}_sequences": summary.distinct[kind] for kind in EMBEDDING_KINDS},
         )
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
-import signal
 import struct
 import zipfile
+from dataclasses import dataclass
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -16,9 +15,9 @@ import torch
 from safetensors.torch import save_file
 
 import classify_frames
-from conftest import run_script
+from conftest import run_main, run_script
 from tolerance import assert_predictions_match
-from virnucpro import cli, contracts
+from virnucpro import contracts
 from virnucpro.classifier import MLPClassifier, load_classifier, prediction_rows, probabilities
 from virnucpro.errors import InputError
 
@@ -34,31 +33,65 @@ def write_embeddings(path, role, ids, vectors) -> None:
     contracts.write_embeddings(path, ids, vectors, ATTRIBUTES[role])
 
 
-def write_pair(folder, ids=FRAME_IDS, esm_ids=None, esm_dim=TINY_DIMS[contracts.ESM]):
-    """Random DNABERT and ESM embedding files of tiny dimensions; returns their paths."""
-    rng = np.random.default_rng(0)
-    esm_ids = ids if esm_ids is None else esm_ids
-    dnabert, esm = folder / "d.h5", folder / "e.h5"
-    write_embeddings(dnabert, contracts.DNABERT, ids, rng.standard_normal((len(ids), TINY_DIMS[contracts.DNABERT]), dtype=np.float32))
-    write_embeddings(esm, contracts.ESM, esm_ids, rng.standard_normal((len(esm_ids), esm_dim), dtype=np.float32))
-    return dnabert, esm
+def digest_of(ids) -> str:
+    digest = contracts.FrameIdDigest()
+    digest.update(ids)
+    return digest.hexdigest()
 
 
-def classify(dnabert, esm, classifier, out) -> tuple[int, str]:
+@dataclass
+class Sample:
+    """One frame shard, its P.shards.tsv and the sample's embedding files, as the stages before
+    CLASSIFY write them."""
+
+    frames: Path
+    manifest: Path
+    dnabert: list[Path]
+    esm: list[Path]
+    vectors: dict[str, np.ndarray]  # per model, of each sequence number
+    numbers: list[int]  # each frame's sequence number (the same for both models here)
+
+    def arguments(self) -> list[Path]:
+        return [self.frames, self.manifest, self.dnabert, self.esm]
+
+
+def write_sample(folder, frame_ids=FRAME_IDS, numbers=None, per_shard=None, esm_dim=TINY_DIMS[contracts.ESM], name="s", seed=0) -> Sample:
+    """A sample of one frame shard: frame i has sequence ``numbers[i]`` for both models (default:
+    each frame its own), numbered in order of first occurrence and named after the first frame
+    with each; random embeddings of tiny dimensions, ``per_shard`` sequences per embedding shard."""
+    numbers = list(range(len(frame_ids))) if numbers is None else numbers
+    names = [frame_ids[numbers.index(number)] for number in range(max(numbers) + 1)]
+    per_shard = per_shard or len(names)
+    rng = np.random.default_rng(seed)
+    frames = folder / f"{name}.0001.frames.tsv"
+    frames.write_text(contracts.tsv_line(contracts.FRAME_COLUMNS) + "".join(contracts.tsv_line((i, n, n)) for i, n in zip(frame_ids, numbers)))
+    table = [contracts.Shard(f"{name}.0001", contracts.FRAMES, len(frame_ids), 10, frame_ids[0], frame_ids[-1], digest_of(frame_ids), 0, 0)]
+    paths, vectors = {}, {}
+    for kind, dim in ((contracts.DNABERT, TINY_DIMS[contracts.DNABERT]), (contracts.ESM, esm_dim)):
+        vectors[kind] = rng.standard_normal((len(names), dim), dtype=np.float32)
+        paths[kind] = []
+        for number, start in enumerate(range(0, len(names), per_shard), start=1):
+            ids = names[start : start + per_shard]
+            shard = contracts.shard_name(name, kind, number)
+            paths[kind].append(folder / f"{shard}.h5")
+            write_embeddings(paths[kind][-1], kind, ids, vectors[kind][start : start + per_shard])
+            starts = (start, None) if kind == contracts.DNABERT else (None, start)
+            table.append(contracts.Shard(shard, kind, len(ids), 10, ids[0], ids[-1], digest_of(ids), *starts))
+    manifest = folder / f"{name}.shards.tsv"
+    manifest.write_text(contracts.tsv_line(contracts.SHARD_COLUMNS) + "".join(map(contracts.shard_row, table)))
+    return Sample(frames, manifest, paths[contracts.DNABERT], paths[contracts.ESM], vectors, numbers)
+
+
+def classify(frames, manifest, dnabert, esm, classifier, out) -> tuple[int, str]:
     """classify_frames.py's main run in this process as the script runs it: (exit status, stderr)."""
-    argv = ["--dnabert", str(dnabert), "--esm", str(esm), "--classifier", str(classifier), "--out", str(out), "--device", "cpu", "--quiet"]
-    stderr, sigterm = io.StringIO(), signal.getsignal(signal.SIGTERM)
-    try:
-        with contextlib.redirect_stderr(stderr):
-            status = cli.run(classify_frames.main, classify_frames.build_parser, argv, uses_torch=True)
-    finally:
-        signal.signal(signal.SIGTERM, sigterm)
-    return status, stderr.getvalue()
+    return run_main(classify_frames, ["--frames", str(frames), "--shards", str(manifest), "--dnabert", *map(str, dnabert), "--esm", *map(str, esm),
+                                      "--classifier", str(classifier), "--out", str(out), "--device", "cpu", "--quiet"])  # fmt: skip
 
 
-def assert_refused(tmp_path, dnabert, esm, classifier, *fragments) -> str:
+def assert_refused(tmp_path, inputs, classifier, *fragments) -> str:
+    """``inputs``: a Sample, or its four arguments (frames, manifest, DNABERT files, ESM files)."""
     out = tmp_path / "z.tsv"
-    status, stderr = classify(dnabert, esm, classifier, out)
+    status, stderr = classify(*(inputs.arguments() if isinstance(inputs, Sample) else inputs), classifier, out)
     assert status == 1, stderr
     assert len(stderr.strip().splitlines()) == 1, stderr
     for fragment in fragments:
@@ -94,7 +127,7 @@ def tiny_weights(tiny_classifier):
 
 @pytest.fixture
 def pair(tmp_path):
-    return write_pair(tmp_path)
+    return write_sample(tmp_path)
 
 
 def test_loads_the_original_pickled_model(tiny_classifier):
@@ -123,8 +156,9 @@ def test_refuses_a_pickle_that_would_run_code(tmp_path):
     assert str(malicious) in str(error.value)
     assert "posix.system" in str(error.value) and "refused to load" in str(error.value) and "nothing from it was run" in str(error.value)
 
-    result = run_script("classify_frames.py", "--dnabert", tmp_path / "x.h5", "--esm", tmp_path / "y.h5",
-                        "--classifier", malicious, "--out", tmp_path / "z.tsv", check=False)
+    result = run_script("classify_frames.py", "--frames", tmp_path / "s.0001.frames.tsv", "--shards", tmp_path / "s.shards.tsv",
+                        "--dnabert", tmp_path / "x.h5", "--esm", tmp_path / "y.h5", "--classifier", malicious, "--out", tmp_path / "z.tsv",
+                        check=False)  # fmt: skip
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and "refused to load" in result.stderr
     assert not marker.exists() and not (tmp_path / "z.tsv").exists()
@@ -178,7 +212,7 @@ def pickled_model_with_extra_layer(tiny_weights):
 def test_refuses_layers_and_weights_it_would_ignore(tmp_path, pair, tiny_weights, make, named):
     path = tmp_path / "classifier.pth"
     torch.save(make(tiny_weights), path)
-    assert_refused(tmp_path, *pair, path, str(path), named, "refusing")
+    assert_refused(tmp_path, pair, path, str(path), named, "refusing")
 
 
 @pytest.mark.parametrize("weight, value", [("hidden_layer.weight", float("nan")), ("bn1.running_var", float("inf"))])
@@ -187,7 +221,7 @@ def test_refuses_non_finite_weights(tmp_path, pair, tiny_weights, weight, value)
     weights[weight].view(-1)[7] = value
     path = tmp_path / "classifier.pt"
     torch.save(weights, path)
-    assert_refused(tmp_path, *pair, path, str(path), weight, "NaN or Inf")
+    assert_refused(tmp_path, pair, path, str(path), weight, "NaN or Inf")
 
 
 @pytest.mark.parametrize(
@@ -205,7 +239,7 @@ def test_refuses_non_finite_weights(tmp_path, pair, tiny_weights, weight, value)
 def test_refused_pickles_are_named_without_torch_advice(tmp_path, pair, make, named):
     path = tmp_path / "classifier.pth"
     make(path)
-    assert_refused(tmp_path, *pair, path, str(path), named, "refused to load")
+    assert_refused(tmp_path, pair, path, str(path), named, "refused to load")
 
 
 def cyclic_model() -> MLPClassifier:
@@ -238,7 +272,7 @@ def deeply_nested_layers(depth: int = 20000) -> bytes:
 def test_cyclic_or_deep_module_trees_are_one_line(tmp_path, pair, save, named):
     path = tmp_path / "classifier.pth"
     save(path)
-    stderr = assert_refused(tmp_path, *pair, path, str(path), named)
+    stderr = assert_refused(tmp_path, pair, path, str(path), named)
     assert "Recursion" not in stderr
 
 
@@ -271,6 +305,18 @@ def set_attribute(name, value):
     return damage
 
 
+def store_in_chunks(path) -> None:
+    with h5py.File(path, "a") as handle:
+        vectors = handle["embeddings"][:]
+        del handle["embeddings"]
+        handle.create_dataset("embeddings", data=vectors, chunks=(1, vectors.shape[1]), compression="gzip")
+
+
+def cut_short(path) -> None:
+    with h5py.File(path) as handle:
+        end = handle["embeddings"].id.get_offset() + handle["embeddings"].id.get_storage_size()
+    with open(path, "r+b") as handle:
+        handle.truncate(end - 10)
 @pytest.mark.parametrize(
     "damage, fragments",
     [
@@ -284,14 +330,17 @@ def set_attribute(name, value):
         (break_utf8, ["row 1 is not UTF-8"]),
         (drop_pooling, ["lacks the attribute(s) pooling"]),
         (put_nan, ["row 2 holds NaN or Inf", "s_chunk_1R1"]),
+        (store_in_chunks, ["'embeddings' is not stored contiguously"]),
+        (cut_short, ["truncated"]),
     ],
-    ids=["dim-text", "dim-float", "dim-negative", "dim-huge", "dim-array", "digest-number", "group", "not-utf8", "missing-attribute", "nan"],
+    ids=["dim-text", "dim-float", "dim-negative", "dim-huge", "dim-array", "digest-number", "group", "not-utf8", "missing-attribute", "nan",
+         "chunked", "truncated"],
 )
 @pytest.mark.parametrize("role", [contracts.DNABERT, contracts.ESM])
 def test_damaged_embedding_files_are_one_line(tmp_path, pair, tiny_classifier, damage, fragments, role):
-    damaged = pair[0] if role == contracts.DNABERT else pair[1]
+    damaged = pair.dnabert[0] if role == contracts.DNABERT else pair.esm[0]
     damage(damaged)
-    assert_refused(tmp_path, *pair, tiny_classifier, str(damaged), *fragments)
+    assert_refused(tmp_path, pair, tiny_classifier, str(damaged), *fragments)
 
 
 CLAIMED_ROWS = 5_000_000
@@ -344,68 +393,84 @@ def test_datasets_not_backed_by_data_are_refused_when_opened(tmp_path, pair, tin
     with pytest.raises(InputError) as error:
         contracts.EmbeddingFile(path, role)
     assert str(error.value).startswith(f"{path}: ") and named.format(dim=TINY_DIMS[role]) in str(error.value)
-    dnabert, esm = (path, pair[1]) if role == contracts.DNABERT else (pair[0], path)
-    assert_refused(tmp_path, dnabert, esm, tiny_classifier, str(path), "not a file the embedders wrote whole")
-
-
-def test_a_compressed_file_holding_all_its_rows_is_read(tmp_path, tiny_classifier):
-    """Storage smaller than the declared size is fine where every chunk is there (compression)."""
-    dnabert, esm = write_pair(tmp_path)
-    with h5py.File(dnabert, "a") as handle:
-        vectors = handle["embeddings"][:]
-        del handle["embeddings"]
-        handle.create_dataset("embeddings", data=vectors, chunks=(1, vectors.shape[1]), compression="gzip")
-    status, stderr = classify(dnabert, esm, tiny_classifier, tmp_path / "z.tsv")
-    assert status == 0, stderr
-    assert len((tmp_path / "z.tsv").read_text().splitlines()) == 1 + len(FRAME_IDS)
+    dnabert, esm = ([path], pair.esm) if role == contracts.DNABERT else (pair.dnabert, [path])
+    assert_refused(tmp_path, [pair.frames, pair.manifest, dnabert, esm], tiny_classifier, str(path), "not a file the embedders wrote whole")
 
 
 def test_swapped_embedding_files_are_refused(tmp_path, pair, tiny_classifier):
-    dnabert, esm = pair
-    assert_refused(tmp_path, esm, dnabert, tiny_classifier, str(esm), "swapped")
+    assert_refused(tmp_path, [pair.frames, pair.manifest, pair.esm, pair.dnabert], tiny_classifier, str(pair.esm[0]), "swapped")
 
 
 def test_dimension_mismatch_names_both_numbers(tmp_path, tiny_classifier):
-    dnabert, esm = write_pair(tmp_path, esm_dim=40)
-    assert_refused(tmp_path, dnabert, esm, tiny_classifier, "128", "136", "DNABERT 96 + ESM 40")
+    assert_refused(tmp_path, write_sample(tmp_path, esm_dim=40), tiny_classifier, "128", "136", "DNABERT 96 + ESM 40")
+
+
+REPEATS = [0, 1, 0, 2, 1, 3, 3, 0, 4, 2]  # the first frame with each sequence: 0, 1, 3, 5, 8
+REPEATED_IDS = [f"r{row}_chunk_1F1" for row in range(len(REPEATS))]
+
+
+def test_a_missing_repeated_or_foreign_embedding_file_is_refused(tmp_path, tiny_classifier):
+    sample = write_sample(tmp_path, REPEATED_IDS, REPEATS, per_shard=2)  # three shards of each model
+    frames, manifest, dnabert, esm = sample.arguments()
+    assert_refused(tmp_path, [frames, manifest, dnabert[::2], esm], tiny_classifier, str(manifest), "no DNABERT-S embeddings for shard(s) s.dnabert.0002")
+    assert_refused(tmp_path, [frames, manifest, dnabert, [*esm, esm[1]]], tiny_classifier, str(esm[1]), "holds the ESM-2 embeddings of shard s.esm.0002, which")
+    # the same sequences cut into other shards, as another PREPARE run would: not this sample's
+    (tmp_path / "other").mkdir()
+    other = write_sample(tmp_path / "other", REPEATED_IDS, REPEATS, per_shard=3)
+    assert_refused(tmp_path, [frames, manifest, [*dnabert[:2], other.dnabert[1]], esm], tiny_classifier, str(other.dnabert[1]),
+                   "holds the DNABERT-S embeddings of no dnabert shard of", "another prepare_frames.py run")  # fmt: skip
+
+
+def swap_ids(rows: list[str], first: int, second: int) -> None:
+    (a, *a_numbers), (b, *b_numbers) = rows[first].split("\t"), rows[second].split("\t")
+    rows[first], rows[second] = "\t".join([b, *a_numbers]), "\t".join([a, *b_numbers])
 
 
 @pytest.mark.parametrize(
-    "esm_ids, named",
+    "edit, named",
     [
-        (["s_chunk_1F1", "s_chunk_1R3", "s_chunk_1R1"], "row 1 is 's_chunk_1F2' in d.h5, 's_chunk_1R3' in e.h5"),
-        (["s_chunk_1F1", "s_chunk_1R1", "s_chunk_1F2"], "row 1 is 's_chunk_1F2' in d.h5, 's_chunk_1R1' in e.h5"),
-        (FRAME_IDS[:2], "3 frames against 2; the first 2 agree"),
+        # a frame PREPARE never wrote: found by the hash of the shard's frame IDs
+        (lambda rows: rows.__setitem__(4, "r9_chunk_1F1\t1\t1"), ["does not hold the 10 frames of shard s.0001"]),
+        # a frame that skips a sequence number
+        (lambda rows: rows.__setitem__(1, "r1_chunk_1F1\t2\t2"), ["row 2: dnabert sequence 2 where at most 1 can come", "r1_chunk_1F1"]),
+        # two frames swapped: a new sequence is not named after the frame that brings it
+        (lambda rows: swap_ids(rows, 1, 3), ["dnabert sequence 1 is named 'r1_chunk_1F1'", "in", "is 'r3_chunk_1F1'"]),
+        (lambda rows: rows.__delitem__(slice(5, None)), ["does not hold the 10 frames of shard s.0001"]),
     ],
-    ids=["other-frame", "other-order", "fewer-frames"],
+    ids=["other-frame", "skips-ahead", "swapped-frames", "truncated"],
 )
-def test_both_files_must_hold_the_same_frames_in_order(tmp_path, tiny_classifier, esm_ids, named):
-    dnabert, esm = write_pair(tmp_path, esm_ids=esm_ids)
-    assert_refused(tmp_path, dnabert, esm, tiny_classifier, f"{dnabert} and {esm} are not embeddings of the same frames", named)
+def test_a_frame_shard_other_than_prepares_is_refused(tmp_path, tiny_classifier, edit, named):
+    sample = write_sample(tmp_path, REPEATED_IDS, REPEATS, per_shard=2)
+    header, *rows = sample.frames.read_text().splitlines()
+    edit(rows)
+    sample.frames.write_text("\n".join([header, *rows]) + "\n")
+    assert_refused(tmp_path, sample, tiny_classifier, *named)
 
 
-@pytest.mark.parametrize(
-    "edited, named",
-    [(("d.h5", "e.h5"), ["d.h5", "ids_sha256", "altered"]), (("e.h5",), ["row 2 is 's_chunk_1R1' in d.h5, 's_chunk_9R1' in e.h5"])],
-    ids=["both-files", "one-file"],
-)
-def test_frame_ids_are_checked_while_streaming(tmp_path, tiny_classifier, edited, named):
-    dnabert, esm = write_pair(tmp_path)
-    for name in edited:  # the attributes still say the original IDs
-        with h5py.File(tmp_path / name, "a") as handle:
-            handle["ids"][2] = "s_chunk_9R1"
-    assert_refused(tmp_path, dnabert, esm, tiny_classifier, *named)
+def test_frames_that_bring_fewer_sequences_than_embedded_are_refused(tmp_path, tiny_classifier):
+    """The embeddings hold a sixth sequence that no frame brings: the frames are not PREPARE's."""
+    ids = [*REPEATED_IDS, "r10_chunk_1F1"]
+    sample = write_sample(tmp_path, ids, [*REPEATS, 5], per_shard=2)
+    header, *rows = sample.frames.read_text().splitlines()
+    sample.frames.write_text("\n".join([header, *rows[:-1]]) + "\n")
+    manifest = sample.manifest.read_text()
+    sample.manifest.write_text(manifest.replace(f"\t11\t10\t{ids[0]}\t{ids[-1]}\t{digest_of(ids)}", f"\t10\t10\t{ids[0]}\t{ids[-2]}\t{digest_of(ids[:-1])}"))
+    assert_refused(tmp_path, sample, tiny_classifier, str(sample.frames), "brings sequences up to (5, 5)", "says (6, 6)")
 
 
-def test_streams_a_shard_of_several_batches(tmp_path, tiny_classifier):
+def test_streams_a_shard_of_several_batches_reading_repeats_once(tmp_path, tiny_classifier):
+    rng = np.random.default_rng(3)
     ids = [f"s{row}_chunk_1F1" for row in range(5000)]  # one full batch of 4096 rows and a partial one
-    dnabert, esm = write_pair(tmp_path, ids=ids)
+    numbers, seen = [], 0
+    for _ in ids:  # a third repeat an earlier sequence, from anywhere before
+        numbers.append(int(rng.integers(0, seen)) if seen and rng.random() < 1 / 3 else seen)
+        seen = max(seen, numbers[-1] + 1)
+    sample = write_sample(tmp_path, ids, numbers, per_shard=700)
     out = tmp_path / "predictions.tsv"
-    assert classify(dnabert, esm, tiny_classifier, out) == (0, "")
+    assert classify(*sample.arguments(), tiny_classifier, out) == (0, "")
     rows = [line.split("\t") for line in out.read_text().splitlines()[1:]]
     assert [row[0] for row in rows] == ids
-    with contracts.EmbeddingFile(dnabert, contracts.DNABERT) as d, contracts.EmbeddingFile(esm, contracts.ESM) as e:
-        features = np.concatenate([d.vectors(0, d.count), e.vectors(0, e.count)], axis=1)
+    features = np.concatenate([sample.vectors[kind][numbers] for kind in (contracts.DNABERT, contracts.ESM)], axis=1)
     expected = probabilities(load_classifier(tiny_classifier), features, torch.device("cpu"))
     np.testing.assert_allclose(np.array([row[2:] for row in rows], dtype=np.float32), expected, atol=1e-6, rtol=0)
 
@@ -417,30 +482,30 @@ def test_scores_that_overflow_fp32_are_refused(tmp_path, pair, tiny_weights):
     weights["output_layer.weight"].fill_(1.0)
     path = tmp_path / "classifier.pt"
     torch.save(weights, path)
-    assert_refused(tmp_path, *pair, path, str(path), "not finite", "s_chunk_1F1")
-
-
-def embeddings_in_order(npz_path, h5_path, role, order=None) -> list[str]:
-    """The original's embeddings as this pipeline writes them, rows in ``order`` (frame IDs) if given."""
-    data = np.load(npz_path)
-    ids = [str(frame_id) for frame_id in data["ids"]]
-    rows = [ids.index(frame_id) for frame_id in order] if order else list(range(len(ids)))
-    write_embeddings(h5_path, role, [ids[row] for row in rows], data["embeddings"][rows])
-    return [ids[row] for row in rows]
+    assert_refused(tmp_path, pair, path, str(path), "not finite", "s_chunk_1F1")
 
 
 @pytest.mark.parametrize("chunk_size", [300, 500])
 def test_reproduces_the_original_predictions(tmp_path, reference, tiny_classifier, chunk_size):
+    """The original's embeddings as the embedders write them (each frame its own sequence: the
+    corpus repeats none) give its prediction_results.txt."""
     expected_dir = reference / "expected"
-    # the original's ESM embeddings come sorted by protein length; the pipeline's are in shard order
-    order = embeddings_in_order(expected_dir / f"dnabert_{chunk_size}.npz", tmp_path / "d.h5", contracts.DNABERT)
-    embeddings_in_order(expected_dir / f"esm_{chunk_size}.npz", tmp_path / "e.h5", contracts.ESM, order)
+    dnabert, esm = (np.load(expected_dir / f"{model}_{chunk_size}.npz") for model in ("dnabert", "esm"))
+    ids = [str(frame_id) for frame_id in dnabert["ids"]]
+    sample = write_sample(tmp_path, ids, per_shard=50)
+    # the original's ESM embeddings come sorted by protein length; the pipeline's in frame order
+    esm_row = {str(frame_id): row for row, frame_id in enumerate(esm["ids"])}
+    for kind, data, order in ((contracts.DNABERT, dnabert, range(len(ids))), (contracts.ESM, esm, [esm_row[i] for i in ids])):
+        paths = sample.dnabert if kind == contracts.DNABERT else sample.esm
+        for number, path in enumerate(paths):
+            rows = list(order)[50 * number : 50 * number + 50]
+            write_embeddings(path, kind, ids[50 * number : 50 * number + 50], data["embeddings"][rows])
     out = tmp_path / "predictions.tsv"
-    run_script("classify_frames.py", "--dnabert", tmp_path / "d.h5", "--esm", tmp_path / "e.h5",
-               "--classifier", tiny_classifier, "--out", out, "--device", "cpu")
+    run_script("classify_frames.py", "--frames", sample.frames, "--shards", sample.manifest, "--dnabert", *sample.dnabert,
+               "--esm", *sample.esm, "--classifier", tiny_classifier, "--out", out, "--device", "cpu")  # fmt: skip
     assert_predictions_match(out, expected_dir / f"prediction_results_{chunk_size}.txt")
     # each score in the original's text form: str() of the float32, its shortest repr
-    scores = [score for line in out.read_text().splitlines()[1:] for score in line.split("\t")[2:]]
+    scores = [score for line in out.read_text().splitlines()[1:] for score in line.split("	")[2:]]
     assert scores == [str(np.float32(score)) for score in scores]
 
 

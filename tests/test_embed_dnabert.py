@@ -118,6 +118,7 @@ def test_rerun_is_byte_identical_and_metrics_are_written(reference, tiny_model, 
     assert values["device"] == "cpu" and values["precision"] == "fp32"
     assert values["peak_gpu_memory_bytes"] is None and values["compile_seconds"] is None
     assert all(values[key] > 0 for key in ("seconds", "load_seconds", "tokenize_seconds"))
+    assert values["tokens"] <= values["padded_tokens"] <= 1.1 * values["tokens"] and values["batches"] > 1
 
 
 def test_bf16_is_stored_as_float16_in_about_half_the_space(reference, tiny_model, tmp_path):

@@ -88,6 +88,11 @@ def test_matches_the_original_in_input_order(reference, tmp_path, chunk_size, ba
     assert figures["device"] == "cpu" and figures["peak_gpu_memory_bytes"] is None
     assert figures["compile_seconds"] is None
     assert all(figures[key] > 0 for key in ("seconds", "load_seconds", "tokenize_seconds"))
+    assert figures["host_wait_seconds"] >= 0
+    if batch_tokens == 1:  # each protein alone: no padding
+        assert (figures["batches"], figures["padded_tokens"]) == (len(records), figures["tokens"])
+    else:  # one budget holds them all: length groups keep the padding within a tenth
+        assert figures["batches"] < len(records) and figures["tokens"] <= figures["padded_tokens"] <= 1.1 * figures["tokens"]
 
 
 def test_rerun_is_byte_identical(reference, tmp_path):

@@ -47,18 +47,21 @@ class Stage:
 CORPUS = REPO / "assets" / "test.fa"
 
 
-def stages() -> list[Stage]:
-    """The chain's stages; models are read from {base}/models (stage_models.py --tiny)."""
+def stages(shard: str = "0001") -> list[Stage]:
+    """The chain's stages, the embedders and the classifier on shard ``shard`` of each kind;
+    models are read from {base}/models (stage_models.py --tiny)."""
+    embeddings = [f"{{base}}/s.{kind}.{number}.h5" for kind in ("dnabert", "esm") for number in ("0001", "0002")]
     return [
-        Stage("prepare", "prepare_frames.py", ("--fasta", str(CORPUS), "--chunk-size", "300", "--prefix", "{out}/s", "--shard-tokens", "4500"),
-              ("s.0001.fna", "s.0001.faa", "s.0002.fna", "s.0002.faa", "s.sequences.tsv", "s.shards.tsv")),
-        Stage("dnabert", "embed_dnabert.py", ("--fasta", "{base}/s.0001.fna", "--model", "{base}/models/dnabert/dnabert_s_tiny",
-              "--out", "{out}/s.0001.dnabert.h5", "--device", "cpu", "--no-progress"), ("s.0001.dnabert.h5",)),
-        Stage("esm", "embed_esm.py", ("--fasta", "{base}/s.0001.faa", "--model", "{base}/models/esm/esm2_t36_tiny_UR50D.pt",
-              "--out", "{out}/s.0001.esm.h5", "--device", "cpu", "--no-progress"), ("s.0001.esm.h5",)),
-        Stage("classify", "classify_frames.py", ("--dnabert", "{base}/s.0001.dnabert.h5", "--esm", "{base}/s.0001.esm.h5",
-              "--classifier", "{base}/models/classifier/classifier_tiny.pth", "--out", "{out}/s.0001.predictions.tsv", "--device", "cpu"),
-              ("s.0001.predictions.tsv",)),
+        Stage("prepare", "prepare_frames.py", ("--fasta", str(CORPUS), "--chunk-size", "300", "--prefix", "{out}/s", "--shard-tokens", "6000"),
+              ("s.0001.frames.tsv", "s.0002.frames.tsv", "s.dnabert.0001.fna", "s.dnabert.0002.fna", "s.esm.0001.faa", "s.esm.0002.faa",
+               "s.sequences.tsv", "s.shards.tsv")),
+        Stage("dnabert", "embed_dnabert.py", ("--fasta", f"{{base}}/s.dnabert.{shard}.fna", "--model", "{base}/models/dnabert/dnabert_s_tiny",
+              "--out", f"{{out}}/s.dnabert.{shard}.h5", "--device", "cpu", "--no-progress"), (f"s.dnabert.{shard}.h5",)),
+        Stage("esm", "embed_esm.py", ("--fasta", f"{{base}}/s.esm.{shard}.faa", "--model", "{base}/models/esm/esm2_t36_tiny_UR50D.pt",
+              "--out", f"{{out}}/s.esm.{shard}.h5", "--device", "cpu", "--no-progress"), (f"s.esm.{shard}.h5",)),
+        Stage("classify", "classify_frames.py", ("--frames", f"{{base}}/s.{shard}.frames.tsv", "--shards", "{base}/s.shards.tsv",
+              "--dnabert", *embeddings[:2], "--esm", *embeddings[2:], "--classifier", "{base}/models/classifier/classifier_tiny.pth",
+              "--out", f"{{out}}/s.{shard}.predictions.tsv", "--device", "cpu"), (f"s.{shard}.predictions.tsv",)),
     ]
 
 
@@ -97,14 +100,16 @@ def undisturbed(tmp_path_factory) -> tuple[Path, dict[str, Stage], dict[str, int
         events[stage.name] = len(log.read_text().splitlines())
 
     counted(chain["prepare"])
-    shards = len((base / "s.shards.tsv").read_text().splitlines()) - 1
-    assert shards == 2, "the corpus should fill two shards at this budget"
-    for name in ("dnabert", "esm", "classify"):
+    kinds = [line.split("\t")[1] for line in (base / "s.shards.tsv").read_text().splitlines()[1:]]
+    assert kinds == ["frames"] * 2 + ["dnabert"] * 2 + ["esm"] * 2, "the corpus should fill two shards of each kind at this budget"
+    shards = 2
+    # the second shards, unmonitored: the classifier reads every embedding shard, summarize every frame shard
+    second = {stage.name: stage for stage in stages("0002")}
+    for name in ("dnabert", "esm"):
+        assert run(second[name], base, base).returncode == 0
         counted(chain[name])
-    # the second shard's predictions, unmonitored: summarize needs every shard
-    for stage in stages()[1:]:
-        second = Stage(stage.name, stage.script, tuple(a.replace("s.0001", "s.0002") for a in stage.arguments), ())
-        assert run(second, base, base).returncode == 0
+    counted(chain["classify"])
+    assert run(second["classify"], base, base).returncode == 0
     chain["summarize"] = summarize_stage(shards, "0.5")
     counted(chain["summarize"])
     chain["report"] = REPORT

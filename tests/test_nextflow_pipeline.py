@@ -9,7 +9,6 @@ import csv
 import json
 import platform
 import re
-import shutil
 import subprocess
 import sys
 import uuid
@@ -149,16 +148,24 @@ def by_hand(tmp_path_factory) -> Path:
     for sample, fasta in SAMPLES.items():
         run_module("prepare_frames", {"fasta": str(fasta), "chunk_size": CHUNK_SIZE, "meta.id": sample, "args": "--shard-tokens 6000"})
         sample_metrics = [f"{sample}.prepare_frames.json"]
-        predictions = []
-        for shard in [row["shard"] for row in read_tsv(work / f"{sample}.shards.tsv")]:
+        shards = read_tsv(work / f"{sample}.shards.tsv")
+        embeddings: dict[str, list[str]] = {"dnabert": [], "esm": []}
+        for shard in [row["shard"] for row in shards if row["kind"] == "dnabert"]:
             run_module("embed_dnabert", {"fna": f"{shard}.fna", "model": str(models["dnabert"]), "meta.shard": shard, "device": "cpu", "args": EMBED_ARGS})
+            embeddings["dnabert"].append(f"{shard}.h5")
+            sample_metrics.append(f"{shard}.embed.json")
+        for shard in [row["shard"] for row in shards if row["kind"] == "esm"]:
             run_module("embed_esm", {"faa": f"{shard}.faa", "checkpoint": str(models["esm"]), "meta.shard": shard, "device": "cpu", "args": EMBED_ARGS})
+            embeddings["esm"].append(f"{shard}.h5")
+            sample_metrics.append(f"{shard}.embed.json")
+        predictions = []
+        for shard in [row["shard"] for row in shards if row["kind"] == "frames"]:
             run_module("classify_frames", {
-                "dnabert": f"{shard}.dnabert.h5", "esm": f"{shard}.esm.h5", "classifier": str(models["classifier"]),
-                "meta.shard": shard, "args": "",
+                "frames": f"{shard}.frames.tsv", "shards": f"{sample}.shards.tsv", "dnabert.join(' ')": " ".join(embeddings["dnabert"]),
+                "esm.join(' ')": " ".join(embeddings["esm"]), "classifier": str(models["classifier"]), "meta.shard": shard, "args": "",
             })
             predictions.append(f"{shard}.predictions.tsv")
-            sample_metrics += [f"{shard}.dnabert.json", f"{shard}.esm.json", f"{shard}.classify.json"]
+            sample_metrics.append(f"{shard}.classify.json")
         run_module("summarize", {
             "meta.id": sample, "prediction_option": f"--predictions {' '.join(predictions)}" if predictions else "",
             "shards": f"{sample}.shards.tsv", "sequences": f"{sample}.sequences.tsv", "fasta": str(fasta),
@@ -192,9 +199,29 @@ def test_every_task_succeeds(first_run):
     trace = run.trace()
     assert {process_of(row) for row in trace} == PROCESSES
     assert {(row["status"], row["exit"]) for row in trace} == {("COMPLETED", "0")}, trace
-    shards = len(read_tsv(next(run.work.rglob("test.shards.tsv"))))
-    assert shards >= 2, "the test sample should fan out over several shards"
-    assert sum(process_of(row) == "EMBED_ESM" for row in trace) == shards
+    shards = read_tsv(next(run.work.rglob("test.shards.tsv")))
+    count = {kind: sum(row["kind"] == kind for row in shards) for kind in ("frames", "dnabert", "esm")}
+    assert min(count.values()) >= 2, "the test sample should fan out over several shards of each kind"
+    for process, kind in (("EMBED_DNABERT", "dnabert"), ("EMBED_ESM", "esm"), ("CLASSIFY_FRAMES", "frames")):
+        assert sum(process_of(row) == process for row in trace) == count[kind]
+
+
+def test_each_distinct_sequence_is_embedded_once(first_run):
+    """test.fa repeats four of its records: their frames are embedded once, and scored as the originals."""
+    run, _ = first_run
+    shards = read_tsv(next(run.work.rglob("test.shards.tsv")))
+    frames = sum(int(row["items"]) for row in shards if row["kind"] == "frames")
+    metrics = json.loads((run.outdir / "test" / "summary.json").read_text())["stages"]
+    embedded = {stage["stage"]: stage["items"] for stage in metrics}
+    for kind in ("dnabert", "esm"):
+        assert embedded[f"embed_{kind}"] == sum(int(row["items"]) for row in shards if row["kind"] == kind) < frames
+    scores = {row["Sequence_ID"]: row for row in read_tsv(run.outdir / "test" / "prediction_results.txt")}
+    copies = [frame_id for frame_id in scores if frame_id.startswith("copy")]
+    assert copies
+    for frame_id in copies:  # the original's vectors: its label, its scores (to within the rounding of other batch sizes)
+        copy, original = scores[frame_id], scores[frame_id.split("_of_", 1)[1]]
+        assert copy["Prediction"] == original["Prediction"], frame_id
+        assert all(abs(float(copy[score]) - float(original[score])) <= 1e-6 for score in ("score1", "score2")), frame_id
 
 
 @pytest.mark.parametrize("sample", SAMPLES)

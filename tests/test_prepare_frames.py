@@ -4,6 +4,7 @@ input formats do not change the outputs, and bad input fails cleanly."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import random
@@ -11,18 +12,21 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from conftest import BIN, run_script
+from conftest import BIN, run_script, with_repeats
 from virnucpro.contracts import SEQUENCE_COLUMNS, SHARD_COLUMNS, FrameIdDigest, record_digest
 from virnucpro.errors import InputError
 from virnucpro.fasta import read_fasta
+from virnucpro import prepare as prepare_module
 from virnucpro.prepare import NO_OPEN_FRAME_REASON, RNA_REASON, SHORTER_THAN_A_CODON, SequenceIds, shard_sizes
 
 
@@ -39,8 +43,9 @@ def records(path: Path) -> list[tuple[str, str]]:
     return [(record.id, record.sequence) for record in read_fasta(path)]
 
 
-def shard_files(prefix: Path, suffix: str) -> list[Path]:
-    return sorted(prefix.parent.glob(f"{prefix.name}.[0-9]*{suffix}"))
+def frame_ids(prefix: Path) -> list[str]:
+    """The frame IDs of every frame shard of ``prefix``, in order."""
+    return [line.split("\t")[0] for path in sorted(prefix.parent.glob(f"{prefix.name}.[0-9]*.frames.tsv")) for line in path.read_text().splitlines()[1:]]
 
 
 def outputs(directory: Path) -> dict[str, bytes]:
@@ -68,37 +73,130 @@ def fewest_shards(tokens: list[int], max_tokens: int, max_frames: int) -> int:
     return count
 
 
+@dataclass
+class Layout:
+    """What prepare_frames.py wrote, read back and checked against its own manifest."""
+
+    frames: list[tuple[str, str, str]]  # (frame ID, nucleotide, protein) of every frame, in order
+    distinct: dict[str, list[tuple[str, str]]]  # per model: (name, sequence) in sequence-number order
+    shards: dict[str, list[list[str]]]  # P.shards.tsv rows by kind
+
+
+def digest_of(ids: list[str]) -> str:
+    digest = FrameIdDigest()
+    digest.update(ids)
+    return digest.hexdigest()
+
+
+def read_layout(prefix: Path) -> Layout:
+    """Every shard of ``prefix``, each checked against its row of P.shards.tsv: file names, item
+    and token counts, first and last ID, ID digest, and where its sequence numbers start."""
+    header, rows = read_tsv(prefix.with_name(f"{prefix.name}.shards.tsv"))
+    assert header == list(SHARD_COLUMNS)
+    shards = {kind: [row for row in rows if row[1] == kind] for kind in ("frames", "dnabert", "esm")}
+    assert sum(map(len, shards.values())) == len(rows)
+    distinct = {}
+    for kind, suffix in (("dnabert", ".fna"), ("esm", ".faa")):
+        assert [path.name for path in sorted(prefix.parent.glob(f"{prefix.name}.{kind}.*"))] == [f"{row[0]}{suffix}" for row in shards[kind]]
+        distinct[kind] = []
+        for row in shards[kind]:
+            name, _, items, tokens, first_id, last_id, ids_sha256, dnabert_start, esm_start = row
+            shard = records(prefix.parent / f"{name}{suffix}")
+            lines = (prefix.parent / f"{name}{suffix}").read_text().splitlines()
+            assert len(lines) == 2 * len(shard) and all(line.startswith(">") for line in lines[::2])  # two lines per record
+            assert int(items) == len(shard) >= 1 and (first_id, last_id) == (shard[0][0], shard[-1][0])
+            assert ids_sha256 == digest_of([identifier for identifier, _ in shard])
+            own, other = (dnabert_start, esm_start) if kind == "dnabert" else (esm_start, dnabert_start)
+            assert int(own) == len(distinct[kind]) and other == ""
+            per_sequence = [len(sequence) // 3 + 2 if kind == "dnabert" else len(sequence) + 2 for _, sequence in shard]
+            assert int(tokens) == sum(per_sequence)
+            distinct[kind] += shard
+    frames: list[tuple[str, str, str]] = []
+    seen = {"dnabert": 0, "esm": 0}
+    for row in shards["frames"]:
+        name, _, items, tokens, first_id, last_id, ids_sha256, dnabert_start, esm_start = row
+        header, *lines = (prefix.parent / f"{name}.frames.tsv").read_text().splitlines()
+        assert header == "frame_id\tdnabert\tesm"
+        fields = [line.split("\t") for line in lines]
+        assert int(items) == len(fields) >= 1 and (first_id, last_id) == (fields[0][0], fields[-1][0])
+        assert ids_sha256 == digest_of([field[0] for field in fields])
+        assert (int(dnabert_start), int(esm_start)) == (seen["dnabert"], seen["esm"])
+        for frame_id, dnabert, esm in fields:
+            for kind, number in (("dnabert", int(dnabert)), ("esm", int(esm))):
+                assert number <= seen[kind], f"{frame_id}: {kind} sequence {number} skips ahead of {seen[kind]}"
+                if number == seen[kind]:  # the first frame with the sequence names it
+                    assert distinct[kind][number][0] == frame_id
+                    seen[kind] += 1
+            frames.append((frame_id, distinct["dnabert"][int(dnabert)][1], distinct["esm"][int(esm)][1]))
+        assert int(tokens) == sum(len(protein) + 2 for _, _, protein in frames[-len(fields):])
+    assert seen == {kind: len(distinct[kind]) for kind in seen}
+    assert sorted(prefix.parent.glob(f"{prefix.name}.[0-9]*")) == [prefix.parent / f"{row[0]}.frames.tsv" for row in shards["frames"]]
+    return Layout(frames, distinct, shards)
+
+
+def original_frames(reference: Path, chunk_size: int) -> list[tuple[str, str, str]]:
+    nucleotides = records(reference / f"identified_nucleotide{chunk_size}.fa")
+    proteins = records(reference / f"identified_protein{chunk_size}.faa")
+    assert [i for i, _ in nucleotides] == [i for i, _ in proteins]
+    return [(i, nucleotide, protein) for (i, nucleotide), (_, protein) in zip(nucleotides, proteins)]
+
+
 @pytest.mark.parametrize("chunk_size, max_tokens, max_frames", [(300, None, 7), (300, None, None), (500, 1500, None), (500, 3000, 12)])
-def test_shards_concatenate_to_the_original_frames(reference, tmp_path, chunk_size, max_tokens, max_frames) -> None:
+def test_shards_give_the_original_frames(reference, tmp_path, chunk_size, max_tokens, max_frames) -> None:
     prefix = tmp_path / "sample"
     options = [*(["--shard-tokens", max_tokens] if max_tokens else []), *(["--shard-size", max_frames] if max_frames else [])]
     prepare(reference / "input.fa", prefix, *options, chunk_size=chunk_size)
-
-    nucleotide_shards, protein_shards = shard_files(prefix, ".fna"), shard_files(prefix, ".faa")
-    frames = [record for shard in nucleotide_shards for record in records(shard)]
-    proteins = [record for shard in protein_shards for record in records(shard)]
-    assert frames == records(reference / f"identified_nucleotide{chunk_size}.fa")
-    assert proteins == records(reference / f"identified_protein{chunk_size}.faa")
-    for shard in nucleotide_shards + protein_shards:  # two lines per record
-        lines = shard.read_text().splitlines()
-        assert len(lines) == 2 * len(records(shard)) and all(line.startswith(">") for line in lines[::2])
-
-    header, rows = read_tsv(prefix.with_name("sample.shards.tsv"))
-    assert header == list(SHARD_COLUMNS)
-    tokens = [len(protein) + 2 for _, protein in proteins]
+    layout = read_layout(prefix)
+    frames = original_frames(reference, chunk_size)
+    assert layout.frames == frames
+    # the corpus repeats no frame: every frame is embedded, in order, under its own name
+    assert layout.distinct == {"dnabert": [(i, n) for i, n, _ in frames], "esm": [(i, p) for i, _, p in frames]}
+    tokens = [len(protein) + 2 for _, _, protein in frames]
     expected = fewest_shards(tokens, max_tokens or 50_000_000, max_frames or len(tokens))
-    assert len(rows) == len(nucleotide_shards) == len(protein_shards) == expected
-    for row, nucleotide_shard, protein_shard in zip(rows, nucleotide_shards, protein_shards):
-        name, count, shard_tokens, first_id, last_id, ids_sha256 = row
-        assert nucleotide_shard.name == f"{name}.fna" and protein_shard.name == f"{name}.faa"
-        shard_proteins = records(protein_shard)
-        assert [i for i, _ in records(nucleotide_shard)] == [i for i, _ in shard_proteins]
-        assert 1 <= int(count) == len(shard_proteins) <= (max_frames or len(tokens))
-        assert int(shard_tokens) == sum(len(protein) + 2 for _, protein in shard_proteins) <= (max_tokens or 50_000_000)
-        assert (first_id, last_id) == (shard_proteins[0][0], shard_proteins[-1][0])
-        digest = FrameIdDigest()
-        digest.update(i for i, _ in shard_proteins)
-        assert ids_sha256 == digest.hexdigest()
+    for kind, shards in layout.shards.items():
+        assert len(shards) == expected
+        assert all(1 <= int(row[2]) <= (max_frames or len(tokens)) and int(row[3]) <= (max_tokens or 50_000_000) for row in shards)
+
+
+@pytest.mark.parametrize("chunk_size", [300, 500])
+def test_each_distinct_sequence_is_written_once_per_sample(reference, tmp_path, chunk_size) -> None:
+    copies = with_repeats(reference / "input.fa", tmp_path / "in.fa")
+    prepare(tmp_path / "in.fa", tmp_path / "s", "--shard-tokens", 3000, chunk_size=chunk_size)
+    layout = read_layout(tmp_path / "s")
+    by_id = {frame_id: (nucleotide, protein) for frame_id, nucleotide, protein in original_frames(reference, chunk_size)}
+    sequence_of = {}
+    for frame_id, nucleotide, protein in layout.frames:  # a copy's frames are its original's
+        sequence_id, _, suffix = frame_id.rpartition("_chunk_")
+        sequence_of[frame_id] = by_id[f"{copies.get(sequence_id, sequence_id)}_chunk_{suffix}"]
+        assert (nucleotide, protein) == sequence_of[frame_id]
+    assert len(layout.frames) == 2 * len(by_id) + sum(1 for frame_id, _, _ in layout.frames if frame_id.startswith("again_"))
+    for kind, column in (("dnabert", 0), ("esm", 1)):
+        first_named = list(dict.fromkeys(sequence[column] for sequence in sequence_of.values()))
+        assert [sequence for _, sequence in layout.distinct[kind]] == first_named  # once each, in order of first occurrence
+        assert len(first_named) <= len(by_id) < len(layout.frames)
+
+
+def test_partitioned_numbering_gives_the_same_outputs(reference, tmp_path, monkeypatch) -> None:
+    """Keys sorted in many small partitions, as for a sample of hundreds of millions of frames."""
+    with_repeats(reference / "input.fa", tmp_path / "in.fa")
+    prepare_module.prepare(tmp_path / "in.fa", 300, str(tmp_path / "whole" / "s"), shard_tokens=3000)
+    monkeypatch.setattr(prepare_module, "PARTITION_FRAMES", 16)
+    summary = prepare_module.prepare(tmp_path / "in.fa", 300, str(tmp_path / "parts" / "s"), shard_tokens=3000)
+    assert summary.frames > 16 * 16  # more than 16 partitions
+    assert outputs(tmp_path / "parts") == outputs(tmp_path / "whole")
+
+
+def test_sequence_numbers_follow_first_occurrence(tmp_path, monkeypatch) -> None:
+    rng = np.random.default_rng(7)
+    keys = rng.integers(0, 40, size=3000)  # many repeats
+    spool = tempfile.TemporaryFile()
+    spool.write(b"".join(hashlib.blake2b(str(key).encode(), digest_size=16).digest() for key in keys.tolist()))
+    expected_numbers = {key: number for number, key in enumerate(dict.fromkeys(keys.tolist()))}
+    for partition in (1 << 22, 100, 7):
+        monkeypatch.setattr(prepare_module, "PARTITION_FRAMES", partition)
+        numbers, is_first = prepare_module.sequence_indices(spool, len(keys), tmp_path)
+        assert numbers.tolist() == [expected_numbers[key] for key in keys.tolist()]
+        assert np.flatnonzero(is_first).tolist() == sorted({key: index for index, key in reversed(list(enumerate(keys.tolist())))}.values())
 
 
 @pytest.mark.parametrize("chunk_size", [300, 500])
@@ -128,10 +226,10 @@ def test_balanced_shards_on_the_reference(reference, tmp_path) -> None:
     prepare(reference / "input.fa", prefix, "--shard-tokens", 2000)
     proteins = records(reference / "identified_protein300.faa")
     largest = max(len(p) + 2 for _, p in proteins)
-    _, rows = read_tsv(tmp_path / "s.shards.tsv")
-    mean = sum(int(row[2]) for row in rows) / len(rows)
-    assert len(rows) == fewest_shards([len(p) + 2 for _, p in proteins], 2000, len(proteins)) > 1
-    assert all(abs(int(row[2]) - mean) <= largest and int(row[2]) <= 2000 for row in rows)
+    for kind, rows in read_layout(tmp_path / "s").shards.items():
+        mean = sum(int(row[3]) for row in rows) / len(rows)
+        assert len(rows) == fewest_shards([len(p) + 2 for _, p in proteins], 2000, len(proteins)) > 1
+        assert all(abs(int(row[3]) - mean) <= largest and int(row[3]) <= 2000 for row in rows)
 
 
 def test_input_format_does_not_change_outputs(reference, tmp_path) -> None:
@@ -170,9 +268,9 @@ def test_sequences_without_an_open_frame(tmp_path) -> None:
         ("short", "1", "0", "no_open_frame", SHORTER_THAN_A_CODON),
         ("stops", "1", "0", "no_open_frame", NO_OPEN_FRAME_REASON),
         ("n", "1", "0", "no_open_frame", NO_OPEN_FRAME_REASON),
-        ("ok", "1", str(len(records(tmp_path / "s.0001.faa"))), "pending", ""),
+        ("ok", "1", str(len(frame_ids(tmp_path / "s"))), "pending", ""),
     ]
-    assert {i.rpartition("_chunk_")[0] for i, _ in records(tmp_path / "s.0001.faa")} == {"ok"}
+    assert {i.rpartition("_chunk_")[0] for i in frame_ids(tmp_path / "s")} == {"ok"}
 
 
 def test_no_kept_frame_writes_no_shards(tmp_path) -> None:
@@ -197,7 +295,7 @@ def test_sequence_ids_are_biopythons_record_id(tmp_path) -> None:
     prepare(fasta, tmp_path / "s")
     _, rows = read_tsv(tmp_path / "s.sequences.tsv")
     assert [row[1] for row in rows] == [row[2] for row in rows] == list("abcdefghi")
-    assert {i.rpartition("_chunk_")[0] for i, _ in records(tmp_path / "s.0001.faa")} == set("abcdefghi")
+    assert {i.rpartition("_chunk_")[0] for i in frame_ids(tmp_path / "s")} == set("abcdefghi")
 
 
 BAD_INPUTS = {
@@ -268,7 +366,8 @@ def test_skip_invalid_records_the_reason(tmp_path) -> None:
     assert [(row[1], row[4], row[5], row[6]) for row in rows][1:3] == [("b", "0", "0", "invalid"), ("c", "0", "0", "invalid")]
     assert rows[1][7] == "empty sequence" and "not IUPAC" in rows[2][7]
     assert [row[6] for row in (rows[0], rows[3])] == ["pending", "pending"]
-    assert {i.rpartition("_chunk_")[0] for i, _ in records(tmp_path / "s.0001.fna")} == {"a", "d"}
+    assert {i.rpartition("_chunk_")[0] for i in frame_ids(tmp_path / "s")} == {"a", "d"}
+    assert {i.rpartition("_chunk_")[0] for i, _ in records(tmp_path / "s.dnabert.0001.fna")} == {"a"}  # d repeats a
 
 
 def test_min_length_lists_shorter_sequences_as_too_short(tmp_path) -> None:
@@ -282,10 +381,10 @@ def test_min_length_lists_shorter_sequences_as_too_short(tmp_path) -> None:
         ("a", "0", "0", "too_short", reason), ("b", "0", "0", "too_short", reason), ("c", "0", "0", "invalid", rows[2][7]),
     ]
     assert [row[6] for row in rows[3:]] == ["pending", "pending"]
-    assert {i.rpartition("_chunk_")[0] for i, _ in records(tmp_path / "s.0001.fna")} == {"d", "e"}
+    assert {i.rpartition("_chunk_")[0] for i in frame_ids(tmp_path / "s")} == {"d", "e"}
     assert "2 of 5 records are shorter than the minimum length, 12 bp" in result.stderr
     prepare(write(tmp_path / "rest.fa", ">d\nATGAAACCCGGG\n>e\nATGAAACCCGGGTTTAAA\n"), tmp_path / "r")
-    assert records(tmp_path / "s.0001.faa") == records(tmp_path / "r.0001.faa")
+    assert read_layout(tmp_path / "s").frames == read_layout(tmp_path / "r").frames
     refused = prepare(fasta, tmp_path / "x", "--min-length", -1, check=False)
     assert refused.returncode == 2 and "must be 0 or more" in refused.stderr
 
@@ -297,7 +396,7 @@ def test_rename_duplicates(tmp_path) -> None:
     assert [(row[1], row[2]) for row in rows] == [
         ("x", "x"), ("x_dup1", "x"), ("x_dup2", "x_dup2"), ("x_dup3", "x"), ("x_dup1_dup1", "x_dup1"),
     ]
-    frame_sequences = [i.rpartition("_chunk_")[0] for i, _ in records(tmp_path / "s.0001.faa")]
+    frame_sequences = [i.rpartition("_chunk_")[0] for i in frame_ids(tmp_path / "s")]
     assert list(dict.fromkeys(frame_sequences)) == [row[1] for row in rows]
 
 
@@ -349,7 +448,7 @@ def test_rna_gives_the_frames_of_its_dna_twin(reference, tmp_path) -> None:
     result = prepare(rna, tmp_path / "rna" / "s")
     dna_outputs, rna_outputs = outputs(tmp_path / "dna"), outputs(tmp_path / "rna")
     dna_outputs.pop("s.sequences.tsv"), rna_outputs.pop("s.sequences.tsv")
-    assert dna_outputs == rna_outputs and len(dna_outputs) == 3
+    assert dna_outputs == rna_outputs and len(dna_outputs) == 4
     (_, dna_rows), (_, rna_rows) = read_tsv(tmp_path / "dna" / "s.sequences.tsv"), read_tsv(tmp_path / "rna" / "s.sequences.tsv")
     assert [row[:7] for row in dna_rows] == [row[:7] for row in rna_rows]
     assert [row[7] for row in rna_rows] == [f"{row[7]}; {RNA_REASON}" if row[7] else RNA_REASON for row in dna_rows]
@@ -387,8 +486,9 @@ def test_metrics_and_help(reference, tmp_path) -> None:
     metrics = json.loads((tmp_path / "m.json").read_text())
     _, rows = read_tsv(tmp_path / "s.shards.tsv")
     assert metrics["stage"] == "prepare_frames" and metrics["name"] == "s"
-    assert metrics["items"] == sum(int(row[1]) for row in rows)
-    assert metrics["tokens"] == sum(int(row[2]) for row in rows)
+    for kind, key in (("frames", "items"), ("dnabert", "dnabert_sequences"), ("esm", "esm_sequences")):
+        assert metrics[key] == sum(int(row[2]) for row in rows if row[1] == kind)
+    assert metrics["tokens"] == sum(int(row[3]) for row in rows if row[1] == "frames")
     help_text = run_script("prepare_frames.py", "--help").stdout
     for option in ("--fasta", "--chunk-size", "--prefix", "--shard-tokens", "--shard-size", "--rename-duplicates", "--skip-invalid", "--metrics"):
         assert option in help_text

@@ -68,7 +68,7 @@ def run_inputs(tmp_path):
         record = {"stage": stage, "name": f"x{number}", "items": items, "tokens": tokens, "seconds": seconds,
                   "load_seconds": 2.0, "device": "cuda:0" if stage == "embed_esm" else "cpu"}  # fmt: skip
         if stage == "embed_esm":
-            record.update(precision="bf16", peak_gpu_memory_bytes=3 * 2**30)
+            record.update(precision="bf16", peak_gpu_memory_bytes=3 * 2**30, padded_tokens=tokens + tokens // 20)
         path.write_text(json.dumps(record))
         metrics.append(path)
     return calls, tmp_path / "models.json", metrics
@@ -95,10 +95,12 @@ def test_report_content(tmp_path, run_inputs):
     assert "at least 0.5" in html
     for model in MODELS.values():
         assert model["sha256"] in html and model["name"] in html and model["path"] in html
-    # embed_esm: 2 tasks, 150 items and 60,000 tokens in 12 s -> 12.5 items/s, 5,000 tokens/s
+    # embed_esm: 2 tasks, 150 items and 60,000 tokens (63,000 with padding) in 12 s -> 12.5 items/s, 5,000 tokens/s
     esm_row = re.search(r"<tr><td[^>]*>embed_esm</td>.*?</tr>", html).group(0)
     cells = re.findall(r"<td[^>]*>(.*?)</td>", esm_row)
-    assert cells[1:9] == ["2", "150", "60,000", "12.0", "4.0", "12.5", "5,000", "cuda:0"]
+    assert cells[1:10] == ["2", "150", "60,000", "5.0%", "12.0", "4.0", "12.5", "5,000", "cuda:0"]
+    prepare_row = re.search(r"<tr><td[^>]*>prepare_frames</td>.*?</tr>", html).group(0)
+    assert re.findall(r"<td[^>]*>(.*?)</td>", prepare_row)[4] == "–"  # no batches, no padding
     assert "3.00 GiB" in esm_row
     assert html.index(">prepare_frames<") < html.index(">embed_esm<")  # pipeline order
     assert html.count("<svg") >= 3
@@ -280,11 +282,11 @@ def test_metrics_at_the_edges_of_their_range_make_a_valid_report(tmp_path, run_i
     calls, models, metrics = run_inputs
     for path in metrics:
         record = json.loads(path.read_text())
-        path.write_text(json.dumps({**record, "items": 2**53, "tokens": 2**53, "seconds": 5e-324, "load_seconds": 0}))
+        path.write_text(json.dumps({**record, "items": 2**53, "tokens": 2**53, "padded_tokens": 2**53, "seconds": 5e-324, "load_seconds": 0}))
     make_report(tmp_path, calls, models, metrics)
     esm_row = re.search(r"<tr><td[^>]*>embed_esm</td>.*?</tr>", (tmp_path / "report.html").read_text()).group(0)
     cells = re.findall(r"<td[^>]*>(.*?)</td>", esm_row)
-    assert cells[1:8] == ["2", f"{2 * 2**53:,}", f"{2 * 2**53:,}", "0.0", "0.0", "–", "–"]  # no rate of infinity
+    assert cells[1:9] == ["2", f"{2 * 2**53:,}", f"{2 * 2**53:,}", "0.0%", "0.0", "0.0", "–", "–"]  # no rate of infinity
 
 
 @pytest.mark.parametrize(
@@ -408,8 +410,8 @@ def test_citations_and_no_token_rate_where_no_tokens_apply(tmp_path, run_inputs)
                                                         "seconds": 2.0, "device": "cpu"}))  # fmt: skip
     make_report(tmp_path, calls, models, [*metrics, tmp_path / "classify.json"])
     html = (tmp_path / "report.html").read_text()
-    assert cells(html, "classify_frames")[3] == "–" and cells(html, "classify_frames")[7] == "–"  # tokens, tokens/s
-    assert cells(html, "classify_frames")[6] == "500.0"  # items/s
+    assert [cells(html, "classify_frames")[index] for index in (3, 4, 8)] == ["–"] * 3  # tokens, padding, tokens/s
+    assert cells(html, "classify_frames")[7] == "500.0"  # items/s
     for doi in ("10.1093/bib/bbaf224", "10.1093/bioinformatics/btaf188", "10.1126/science.ade2574", "10.1038/nbt.3820"):
         assert f"doi:{doi}" in html
 

@@ -28,14 +28,15 @@ def sequence_of(frame_or_chunk_id: str) -> str:
 
 
 def write_shards(directory: Path, prefix: str, shards: list[list[str]]) -> list[Path]:
-    """Per-shard predictions files from prediction rows, and the matching P.shards.tsv."""
+    """Per-shard predictions files from prediction rows, and the matching P.shards.tsv (its frame
+    shards: SUMMARIZE reads no other kind)."""
     paths, table = [], [tsv_line(SHARD_COLUMNS)]
     for number, rows in enumerate(shards, start=1):
         name = f"{prefix}.{number:04d}"
         ids = [row.split("\t")[0] for row in rows]
         digest = FrameIdDigest()
         digest.update(ids)
-        table.append(tsv_line((name, len(rows), 10 * len(rows), ids[0], ids[-1], digest.hexdigest())))
+        table.append(tsv_line((name, "frames", len(rows), 10 * len(rows), ids[0], ids[-1], digest.hexdigest(), 0, 0)))
         path = directory / f"{name}.predictions.tsv"
         path.write_text(PREDICTIONS_HEADER + "".join(f"{row}\n" for row in rows))
         paths.append(path)
@@ -332,7 +333,8 @@ def test_a_fasta_other_than_the_prepared_one_fails(hand_case, fasta, needle):
     [
         ("H.sequences.tsv", "\tA\tA\t16\t2\t3\t", "\tA\tA\t16\t2\tthree\t", "frame count 'three' is not an integer"),
         ("H.sequences.tsv", "\tpending\t", "\tdone\t", "unknown status 'done'"),
-        ("H.shards.tsv", "H.0001\t3\t", "H.0001\t3.0\t", "frame count '3.0' is not an integer"),
+        ("H.shards.tsv", "H.0001\tframes\t3\t", "H.0001\tframes\t3.0\t", "item count '3.0' is not an integer"),
+        ("H.shards.tsv", "H.0001\tframes\t", "H.0001\tframe\t", "shard H.0001 has the unknown kind 'frame'"),
         ("H.0001.predictions.tsv", "\t0.3\t0.7", "\t0.3\t1.7", "line 2 has a score that is not a probability"),
         ("H.0002.predictions.tsv", "\t0.1\t0.9", "\t0.1\tnan", "line 2 has a score that is not a probability"),
         ("H.0002.predictions.tsv", "\t0.1\t0.9", "\t0.1\tinf", "line 2 has a score that is not a probability"),
@@ -341,8 +343,8 @@ def test_a_fasta_other_than_the_prepared_one_fails(hand_case, fasta, needle):
         ("H.sequences.tsv", "\tA\tA\t16\t", "\tA\tA\t" + "9" * 20 + "\t", "line 2: length 99999999999999999999 is above 9007199254740992"),
         ("H.sequences.tsv", "\tA\tA\t16\t2\t3\t", "\tA\tA\t16\t2\t+3\t", "line 2: frame count '+3' is not an integer"),
         ("H.sequences.tsv", "\n1\tA\tA\t", "\n0\tA\tA\t", "line 2: record 0 is below 1"),
-        ("H.shards.tsv", "H.0001\t3\t", "H.0001\t0\t", "line 2: shard H.0001 frame count 0 is below 1"),
-        ("H.shards.tsv", "H.0001\t3\t30\t", "H.0001\t3\t3e1\t", "line 2: shard H.0001 token count '3e1' is not an integer"),
+        ("H.shards.tsv", "H.0001\tframes\t3\t", "H.0001\tframes\t0\t", "line 2: shard H.0001 item count 0 is below 1"),
+        ("H.shards.tsv", "H.0001\tframes\t3\t30\t", "H.0001\tframes\t3\t3e1\t", "line 2: shard H.0001 token count '3e1' is not an integer"),
     ],
 )
 def test_bad_values_in_the_tables_fail(hand_case, table, old, new, needle):

@@ -1,9 +1,11 @@
 /*
  * VirNucPro: DNA chunks -> six-frame translation -> DNABERT-S + ESM-2 embeddings -> MLP calls.
  *
- * Per sample: PREPARE_FRAMES writes shards of frames; each shard is embedded by EMBED_DNABERT
- * (.fna) and EMBED_ESM (.faa) in parallel, then classified; SUMMARIZE meets all shards of a
- * sample (also when it has none) and MAKE_REPORT covers every sample of the run.
+ * Per sample: PREPARE_FRAMES writes shards of the sample's distinct nucleotide sequences (.fna)
+ * and distinct proteins (.faa), which EMBED_DNABERT and EMBED_ESM embed in parallel, each
+ * sequence once, and shards of frames; once a sample's embeddings are all in, CLASSIFY_FRAMES
+ * scores each frame shard with them; SUMMARIZE meets all frame shards of a sample (also when it
+ * has none) and MAKE_REPORT covers every sample of the run.
  */
 
 include { STAGE_MODELS    } from '../modules/local/stage_models'
@@ -32,20 +34,29 @@ workflow VIRNUCPRO {
 
     PREPARE_FRAMES(samples, request.chunk_size)
 
-    shards = PREPARE_FRAMES.out.shards.flatMap { meta, fnas, faas -> pairShards(meta, fnas, faas) }
-    EMBED_DNABERT(shards.map { meta, fna, _faa -> [meta, fna] }, models.map { model -> model.dnabert })
-    EMBED_ESM(shards.map { meta, _fna, faa -> [meta, faa] }, models.map { model -> model.esm })
-    CLASSIFY_FRAMES(EMBED_DNABERT.out.embeddings.join(EMBED_ESM.out.embeddings), models.map { model -> model.classifier })
+    // each distinct nucleotide and protein sequence of a sample is embedded once, in shards of its own
+    EMBED_DNABERT(PREPARE_FRAMES.out.dnabert.flatMap { meta, files -> shardItems(meta, files) }, models.map { model -> model.dnabert })
+    EMBED_ESM(PREPARE_FRAMES.out.esm.flatMap { meta, files -> shardItems(meta, files) }, models.map { model -> model.esm })
+    // all embedding shards of a sample (groupKey knows how many), sorted: the order in which they
+    // finish must not change a task's inputs (-resume)
+    dnabert_per_sample = perSample(EMBED_DNABERT.out.embeddings.join(EMBED_DNABERT.out.metrics))
+    esm_per_sample = perSample(EMBED_ESM.out.embeddings.join(EMBED_ESM.out.metrics))
 
-    // all shards of a sample: groupKey knows how many to wait for
-    per_sample = CLASSIFY_FRAMES.out.predictions
-        .join(EMBED_DNABERT.out.metrics)
-        .join(EMBED_ESM.out.metrics)
-        .join(CLASSIFY_FRAMES.out.metrics)
-        .map { meta, predictions, dnabert, esm, classify -> [groupKey(meta.id, meta.shards), predictions, [dnabert, esm, classify]] }
-        .groupTuple()
-        // sorted: the order in which shards finish must not change SUMMARIZE's inputs (-resume)
-        .map { id, predictions, metrics -> [id.toString(), [byName(predictions), byName(metrics.flatten())]] }
+    // each frame shard is scored with the vectors of its frames' sequences, from any of the sample's embedding files
+    classify_input = PREPARE_FRAMES.out.frames.flatMap { meta, files -> shardItems(meta, files) }
+        .map { meta, frames -> [meta.id, meta, frames] }
+        .combine(PREPARE_FRAMES.out.tables.map { meta, shard_table, _sequences -> [meta.id, shard_table] }, by: 0)
+        .combine(dnabert_per_sample, by: 0)
+        .combine(esm_per_sample, by: 0)
+        .map { _id, meta, frames, shard_table, dnabert, _dnabert_metrics, esm, _esm_metrics -> [meta, frames, shard_table, dnabert, esm] }
+    CLASSIFY_FRAMES(classify_input, models.map { model -> model.classifier })
+
+    per_sample = perSample(CLASSIFY_FRAMES.out.predictions.join(CLASSIFY_FRAMES.out.metrics))
+        .join(dnabert_per_sample)
+        .join(esm_per_sample)
+        .map { id, predictions, classify, _dnabert, dnabert_metrics, _esm, esm_metrics ->
+            [id, [predictions, byName(classify + dnabert_metrics + esm_metrics)]]
+        }
 
     // samples without kept frames have no shard: remainder keeps them, with no predictions
     summary_input = samples.map { meta, fasta -> [meta.id, meta, fasta] }
@@ -94,20 +105,23 @@ def stagedModels(Path dir, Map request) {
 }
 
 /*
- * One item per shard: P.0001.fna with P.0001.faa. The shard meta keeps the sample ID and
- * carries the shard ID and the sample's shard count.
+ * One item per shard file (P.0001.frames.tsv, P.dnabert.0001.fna, P.esm.0001.faa): the shard
+ * meta keeps the sample ID and carries the shard's name and how many shards of its kind the
+ * sample has.
  */
-def pairShards(Map meta, List fnas, List faas) {
-    def fna = filesByShard(fnas)
-    def faa = filesByShard(faas)
-    if (fna.keySet() != faa.keySet()) {
-        error("PREPARE_FRAMES of sample ${meta.id} wrote unpaired shards: ${(fna.keySet() + faa.keySet()) - fna.keySet().intersect(faa.keySet())}")
-    }
-    return fna.keySet().sort().collect { shard -> [meta + [shard: shard, shards: fna.size()], fna[shard], faa[shard]] }
+def shardItems(Map meta, List files) {
+    return byName(files).collect { file -> [meta + [shard: file.name.replaceAll(/\.(frames\.tsv|fna|faa)$/, ''), shards: files.size()], file] }
 }
 
-def filesByShard(List files) {
-    return files.collectEntries { file -> [file.baseName, file] }
+/*
+ * [sample ID, files, metrics] once every shard of the sample has its output, each list sorted
+ * by name, from [meta, file, metrics] per shard.
+ */
+def perSample(ch) {
+    return ch
+        .map { meta, file, metrics -> [groupKey(meta.id, meta.shards), file, metrics] }
+        .groupTuple()
+        .map { id, files, metrics -> [id.toString(), byName(files), byName(metrics)] }
 }
 
 def byName(List files) {

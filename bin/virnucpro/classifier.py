@@ -7,21 +7,27 @@ references mapped to inert stand-ins that only record their state; the weights a
 from that state and loaded into our own module. Anything the file holds that our module would
 not use is refused rather than dropped, so a file is either scored as it was trained or not at all.
 
-Scoring streams a shard: both embedding files are read in step, one batch of rows at a time,
-into one preallocated feature buffer, and each batch's prediction rows are written at once, so
-memory stays the same whatever the shard's size.
+Scoring streams a frame shard, one batch of rows at a time: each frame's DNABERT-S and ESM-2
+embeddings are gathered by the numbers of its sequences from the sample's embedding files (each
+distinct sequence was embedded once per sample) into one preallocated feature buffer, and each
+batch's prediction rows are written at once, so memory stays the same whatever the shard's size.
 """
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Mapping, Sequence
+from typing import IO, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from .contracts import LABELS, PREDICTION_HEADER, EmbeddingFile, FrameIdDigest
+from .contracts import (
+    DNABERT, FRAMES, LABELS, PREDICTION_HEADER, ROLE_NAMES, EmbeddingFile, FrameBlock, FrameIdDigest, Shard, one_file_per_shard,
+    read_frame_blocks, shards_of,
+)
 from .errors import InputError, VirNucProError
 from .model_files import PickledObject, read_safetensors, read_torch_file
 from .values import checked_float
@@ -205,36 +211,106 @@ def load_classifier(path: str | Path) -> MLPClassifier:
 # ---------------------------------------------------------------- scoring
 
 
-def _not_same_frames(dnabert: EmbeddingFile, esm: EmbeddingFile, detail: str) -> VirNucProError:
-    return VirNucProError(f"{dnabert.path} and {esm.path} are not embeddings of the same frames ({detail})")
+class EmbeddingSet:
+    """One model's embedding files of a sample, each matched to its shard of P.shards.tsv by the
+    ids_sha256 its embedder recorded, so that a sample-wide sequence number finds its row."""
+
+    def __init__(self, kind: str, paths: Sequence[str | Path], manifest: Sequence[Shard], manifest_path: str | Path, stack: contextlib.ExitStack) -> None:
+        self.kind = kind
+        shards = shards_of(manifest, kind)
+        by_digest = {shard.ids_sha256: shard for shard in shards}
+        opened: dict[str, EmbeddingFile] = {}
+
+        def held() -> Iterator[tuple[str, Shard]]:
+            for path in map(str, paths):
+                embeddings = opened[path] = stack.enter_context(EmbeddingFile(path, kind))
+                shard = by_digest.get(str(embeddings.attributes["ids_sha256"]))
+                if shard is None:
+                    raise InputError(path, f"holds the {ROLE_NAMES[kind]} embeddings of no {kind} shard of {manifest_path} (its ids_sha256 is none of "
+                                           "theirs): from another sample or another prepare_frames.py run?")  # fmt: skip
+                if embeddings.count != shard.items:
+                    raise InputError(path, f"holds {embeddings.count} embeddings, but shard {shard.name} has {shard.items} sequences")
+                yield path, shard
+
+        self.files = [opened[path] for path, _ in one_file_per_shard(held(), shards, manifest_path, f"{ROLE_NAMES[kind]} embeddings")]
+        self.starts = np.array([shard.start(kind) for shard in shards] + [sum(shard.items for shard in shards)], dtype=np.int64)
+        dims = sorted({embeddings.dim for embeddings in self.files})
+        if len(dims) > 1:
+            raise VirNucProError(f"the {ROLE_NAMES[kind]} embedding files have different sizes ({', '.join(map(str, dims))}): not of one model")
+        self.dim = dims[0]
+
+    @property
+    def count(self) -> int:
+        return int(self.starts[-1])
+
+    def _file_runs(self, numbers: np.ndarray) -> Iterator[tuple[EmbeddingFile, np.ndarray, slice]]:
+        """(file, rows in it, where in ``numbers``) for the sorted ``numbers`` in each file."""
+        bounds = np.searchsorted(numbers, self.starts).tolist()
+        for embeddings, start, low, high in zip(self.files, self.starts.tolist(), bounds[:-1], bounds[1:]):
+            if high > low:
+                yield embeddings, numbers[low:high] - start, slice(low, high)
+
+    def gather(self, numbers: np.ndarray, out: np.ndarray) -> None:
+        """Write the float32 embedding of sequence ``numbers[i]`` into row i of ``out``."""
+        unique, inverse = np.unique(numbers, return_inverse=True)
+        rows = np.empty((len(unique), self.dim), dtype=np.float32)
+        for embeddings, local, where in self._file_runs(unique):
+            # torch widens float16 several times faster than numpy's astype
+            torch.from_numpy(rows[where]).copy_(torch.from_numpy(embeddings.gather(local)))
+            embeddings.check_finite(local, rows[where])
+        np.take(rows, inverse, axis=0, out=out)
+
+    def names(self, start: int, stop: int) -> list[tuple[EmbeddingFile, str]]:
+        """The file and record name (the first frame with it) of sequences [start, stop)."""
+        return [
+            (embeddings, name)
+            for embeddings, local, _ in self._file_runs(np.arange(start, stop))
+            for name in embeddings.ids(int(local[0]), int(local[-1]) + 1)
+        ]
 
 
-def _first_difference(dnabert: EmbeddingFile, esm: EmbeddingFile, start: int, dnabert_ids: list[str], esm_ids: list[str]) -> str | None:
-    for offset, (ours, theirs) in enumerate(zip(dnabert_ids, esm_ids)):
-        if ours != theirs:
-            return f"row {start + offset} is '{ours}' in {Path(dnabert.path).name}, '{theirs}' in {Path(esm.path).name}"
-    return None
+@dataclass
+class NewSequences:
+    """Where a frame shard's sequence numbers stand: each frame repeats a sequence numbered
+    before it or brings the next new one, whose embedding is named after that frame."""
+
+    embeddings: EmbeddingSet
+    next: int  # the number the next new sequence gets
+
+    def check(self, frames_path: str | Path, block: FrameBlock) -> None:
+        numbers = block.dnabert if self.embeddings.kind == DNABERT else block.esm
+        highest = np.maximum.accumulate(np.concatenate([[self.next - 1], numbers]))[:-1]
+        wrong = np.flatnonzero((numbers > highest + 1) | (numbers >= self.embeddings.count))
+        if len(wrong):
+            index = int(wrong[0])
+            raise InputError(
+                frames_path, f"row {block.start + index + 1}: {self.embeddings.kind} sequence {int(numbers[index])} where at most "
+                f"{min(int(highest[index]) + 1, self.embeddings.count - 1)} can come: not as prepare_frames.py numbers them", block.frame_ids[index],
+            )  # fmt: skip
+        new = np.flatnonzero(numbers == highest + 1)
+        if not len(new):
+            return
+        stop = self.next + len(new)
+        for number, (embeddings, name), index in zip(range(self.next, stop), self.embeddings.names(self.next, stop), new.tolist()):
+            if name != block.frame_ids[index]:
+                raise InputError(
+                    embeddings.path, f"{self.embeddings.kind} sequence {number} is named '{name}', but the first frame with it in "
+                    f"{frames_path} is '{block.frame_ids[index]}': not the embeddings of this sample's shards", name,
+                )  # fmt: skip
+        self.next = stop
 
 
-def check_same_frames(dnabert: EmbeddingFile, esm: EmbeddingFile) -> None:
-    """Both files must hold the same frames in the same order: equal counts and ids_sha256.
-
-    On a mismatch the IDs are compared block by block to name the first row that differs.
-    """
-    if dnabert.count == esm.count and str(dnabert.attributes["ids_sha256"]) == str(esm.attributes["ids_sha256"]):
-        return
-    common = min(dnabert.count, esm.count)
-    for start in range(0, common, ROWS_PER_BATCH):
-        stop = min(start + ROWS_PER_BATCH, common)
-        difference = _first_difference(dnabert, esm, start, dnabert.ids(start, stop), esm.ids(start, stop))
-        if difference:
-            raise _not_same_frames(dnabert, esm, difference)
-    if dnabert.count != esm.count:
-        raise _not_same_frames(dnabert, esm, f"{dnabert.count} frames against {esm.count}; the first {common} agree")
-    raise _not_same_frames(dnabert, esm, "their IDs agree but their ids_sha256 attributes differ")
+def frame_shard_of(manifest: Sequence[Shard], manifest_path: str | Path, frames_path: str | Path, first_id: str | None) -> Shard:
+    """The frame shard of P.shards.tsv whose first frame is ``first_id``."""
+    if first_id is None:
+        raise InputError(frames_path, "holds no frames: prepare_frames.py writes no empty frame shard")
+    shard = next((shard for shard in shards_of(manifest, FRAMES) if shard.first_id == first_id), None)
+    if shard is None:
+        raise InputError(frames_path, f"its first frame begins no frame shard of {manifest_path}", first_id)
+    return shard
 
 
-def check_input_dim(model: MLPClassifier, classifier_path: str | Path, dnabert: EmbeddingFile, esm: EmbeddingFile) -> None:
+def check_input_dim(model: MLPClassifier, classifier_path: str | Path, dnabert: EmbeddingSet, esm: EmbeddingSet) -> None:
     if model.input_dim != dnabert.dim + esm.dim:
         raise VirNucProError(
             f"{classifier_path}: the classifier takes {model.input_dim} input dimensions but the embeddings "
@@ -259,35 +335,56 @@ def prediction_rows(frame_ids: Sequence[str], scores: np.ndarray) -> str:
     )
 
 
-def score_frames(model: MLPClassifier, classifier_path: str | Path, dnabert: EmbeddingFile, esm: EmbeddingFile,
-                 device: torch.device, out: IO[str]) -> int:
-    """Write the header and a prediction row per frame to ``out``; returns the number of frames.
+@dataclass(frozen=True)
+class ShardInputs:
+    """A frame shard and what scoring it reads: the sample's P.shards.tsv and embedding sets."""
 
-    The files must have passed check_same_frames. Each batch's IDs are compared between the files
-    and hashed; the hash must give the files' ids_sha256 at the end, or the rows already written
-    are for frames other than the shard's (the caller's output must then be discarded).
+    frames_path: str
+    manifest_path: str
+    manifest: Sequence[Shard]
+    dnabert: EmbeddingSet
+    esm: EmbeddingSet
+
+
+def score_frames(model: MLPClassifier, classifier_path: str | Path, inputs: ShardInputs, device: torch.device, out: IO[str]) -> int:
+    """Write the header and a prediction row per frame of the shard to ``out``; returns the number of frames.
+
+    Each frame's features are its DNABERT-S and ESM-2 embeddings, found by its sequence numbers.
+    The frame IDs are hashed as read and must give the shard's ids_sha256 and count at the end,
+    and its new sequences must bring the numbers P.shards.tsv gives the next shard; otherwise the
+    rows already written are not this shard's (the caller's output must then be discarded).
     """
     model = model.to(device=device, dtype=torch.float32).eval()
-    features = np.empty((min(ROWS_PER_BATCH, dnabert.count), dnabert.dim + esm.dim), dtype=np.float32)
+    dnabert, esm = inputs.dnabert, inputs.esm
+    blocks = read_frame_blocks(inputs.frames_path, ROWS_PER_BATCH)
+    block = next(blocks, None)
+    shard = frame_shard_of(inputs.manifest, inputs.manifest_path, inputs.frames_path, block.frame_ids[0] if block else None)
+    new = [NewSequences(dnabert, shard.dnabert_start), NewSequences(esm, shard.esm_start)]
+    features = np.empty((min(ROWS_PER_BATCH, shard.items), dnabert.dim + esm.dim), dtype=np.float32)
     digest = FrameIdDigest()
     out.write(PREDICTION_HEADER)
-    for start in range(0, dnabert.count, ROWS_PER_BATCH):
-        stop = min(start + ROWS_PER_BATCH, dnabert.count)
-        frame_ids = dnabert.ids(start, stop)
-        difference = _first_difference(dnabert, esm, start, frame_ids, esm.ids(start, stop))
-        if difference:
-            raise _not_same_frames(dnabert, esm, difference)
-        digest.update(frame_ids)
-        batch = features[: stop - start]
-        for embeddings, columns in ((dnabert, batch[:, : dnabert.dim]), (esm, batch[:, dnabert.dim :])):
-            # torch widens float16 into the buffer several times faster than numpy's astype
-            torch.from_numpy(columns).copy_(torch.from_numpy(embeddings.stored_rows(start, stop)))
-            embeddings.check_finite(start, columns)
+    while block is not None:
+        digest.update(block.frame_ids)
+        if digest.count > shard.items:
+            break
+        for sequences in new:
+            sequences.check(inputs.frames_path, block)
+        batch = features[: len(block.frame_ids)]
+        dnabert.gather(block.dnabert, batch[:, : dnabert.dim])
+        esm.gather(block.esm, batch[:, dnabert.dim :])
         scores = probabilities(model, batch, device)
         bad = np.flatnonzero(~np.isfinite(scores).all(axis=1))
         if len(bad):
-            raise InputError(classifier_path, "gives a score that is not finite (weights too large for fp32)", frame_ids[bad[0]])
-        out.write(prediction_rows(frame_ids, scores))
-    if digest.hexdigest() != str(dnabert.attributes["ids_sha256"]):
-        raise InputError(dnabert.path, "its frame IDs do not hash to its ids_sha256 attribute: the file was altered or is damaged")
+            raise InputError(classifier_path, "gives a score that is not finite (weights too large for fp32)", block.frame_ids[bad[0]])
+        out.write(prediction_rows(block.frame_ids, scores))
+        block = next(blocks, None)
+    if digest.count != shard.items or digest.hexdigest() != shard.ids_sha256:
+        raise InputError(inputs.frames_path, f"does not hold the {shard.items} frames of shard {shard.name} (their IDs do not hash to its "
+                                             f"ids_sha256 in {inputs.manifest_path}): altered, or of another prepare_frames.py run")  # fmt: skip
+    frame_shards = shards_of(inputs.manifest, FRAMES)
+    following = frame_shards[frame_shards.index(shard) + 1 :]
+    expected = (following[0].dnabert_start, following[0].esm_start) if following else (dnabert.count, esm.count)
+    if (new[0].next, new[1].next) != expected:
+        raise InputError(inputs.frames_path, f"brings sequences up to ({new[0].next}, {new[1].next}) (DNABERT-S, ESM-2) where "
+                                             f"{inputs.manifest_path} says ({expected[0]}, {expected[1]}): its sequence numbers are not prepare_frames.py's")  # fmt: skip
     return digest.count

@@ -9,6 +9,7 @@ by the embedding functions only, so the table stages start fast.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import re
 from dataclasses import dataclass
@@ -61,6 +62,11 @@ class FrameIdDigest:
             self._hash.update(frame_id.encode("utf-8") + b"\n")
             self.count += 1
 
+    def update_lines(self, lines: bytes) -> None:
+        """Add the IDs of ``lines``, each ID followed by a newline (as update hashes them)."""
+        self._hash.update(lines)
+        self.count += lines.count(b"\n")
+
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
 
@@ -73,16 +79,27 @@ def record_digest(header: str, sequence: str) -> str:
 
 
 # ---------------------------------------------------------------- PREPARE_FRAMES tables
-SHARD_COLUMNS = ("shard", "frames", "tokens", "first_id", "last_id", "ids_sha256")
+# P.shards.tsv lists three kinds of shards: frame shards (every kept frame once, input order;
+# what CLASSIFY and SUMMARIZE run over) and the shards of the distinct sequences each model
+# embeds once per sample (numbered in order of first occurrence, named after the first frame
+# that has them).
+FRAMES, DNABERT, ESM = "frames", "dnabert", "esm"
+SHARD_KINDS = (FRAMES, DNABERT, ESM)
+EMBEDDING_KINDS = (DNABERT, ESM)
+SHARD_COLUMNS = ("shard", "kind", "items", "tokens", "first_id", "last_id", "ids_sha256", "dnabert_start", "esm_start")
 SEQUENCE_COLUMNS = ("record", "sequence_id", "input_id", "length", "chunks", "frames", "status", "reason", "digest")
+# a frame shard: each frame's ID and the sample-wide index of its nucleotide and protein sequence
+FRAME_COLUMNS = ("frame_id", DNABERT, ESM)
 PENDING, NO_OPEN_FRAME, TOO_SHORT, INVALID = "pending", "no_open_frame", "too_short", "invalid"
 SEQUENCE_STATUSES = (PENDING, NO_OPEN_FRAME, TOO_SHORT, INVALID)
 SHARDS_SUFFIX = ".shards.tsv"
 SEQUENCES_SUFFIX = ".sequences.tsv"
+SHARD_SUFFIXES = {FRAMES: ".frames.tsv", DNABERT: ".fna", ESM: ".faa"}
 
 
-def shard_name(prefix: str, number: int) -> str:
-    return f"{prefix}.{number:04d}"
+def shard_name(prefix: str, kind: str, number: int) -> str:
+    """P.0001 for frame shards, P.dnabert.0001 and P.esm.0001 for the sequences a model embeds."""
+    return f"{prefix}.{number:04d}" if kind == FRAMES else f"{prefix}.{kind}.{number:04d}"
 
 
 def esm_tokens(protein_length: int | np.ndarray) -> int | np.ndarray:
@@ -90,14 +107,32 @@ def esm_tokens(protein_length: int | np.ndarray) -> int | np.ndarray:
     return protein_length + 2
 
 
+def dnabert_shard_tokens(bases: int | np.ndarray) -> int | np.ndarray:
+    """What a nucleotide frame counts for against the shard budget: its whole codons plus two,
+    the ESM-2 tokens of its protein (a frame has one base more than its codons), so that both
+    kinds of embedding shard cut a sample's frames alike when nothing repeats."""
+    return bases // 3 + 2
+
+
 @dataclass(frozen=True)
 class Shard:
+    """A row of P.shards.tsv. ``items``: frames, or distinct sequences. ``dnabert_start`` and
+    ``esm_start``: for a frame shard, the distinct sequences of each model first seen before it
+    (the index its next new sequence gets); for an embedding shard, the index of its first
+    sequence in its own model's column, None in the other."""
+
     name: str
-    frames: int
+    kind: str
+    items: int
     tokens: int
     first_id: str
     last_id: str
     ids_sha256: str
+    dnabert_start: int | None
+    esm_start: int | None
+
+    def start(self, kind: str) -> int | None:
+        return self.dnabert_start if kind == DNABERT else self.esm_start
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,20 +171,87 @@ def read_tsv(path: str | Path, columns: Sequence[str]) -> Iterator[tuple[int, di
         yield number, dict(zip(header, values))
 
 
+def _optional_int(path: str | Path, value: str, what: str, line: int) -> int | None:
+    return None if value == "" else parse_int(path, value, what, line)
 def read_shards(path: str | Path) -> list[Shard]:
+    """Every row of P.shards.tsv, checked: known kinds, counts, and the start columns that each
+    kind needs."""
     shards = []
     for line, row in read_tsv(path, SHARD_COLUMNS):
+        name, kind = row["shard"], row["kind"]
+        if kind not in SHARD_KINDS:
+            raise InputError(path, f"line {line}: shard {name} has the unknown kind {kind!r} (one of {', '.join(SHARD_KINDS)})")
+        starts = {column: _optional_int(path, row[f"{column}_start"], f"shard {name} {column}_start", line) for column in EMBEDDING_KINDS}
+        needed = EMBEDDING_KINDS if kind == FRAMES else (kind,)
+        if any(starts[column] is None for column in needed):
+            raise InputError(path, f"line {line}: {kind} shard {name} lacks {' and '.join(f'{column}_start' for column in needed)}")
         shards.append(
             Shard(
-                row["shard"],
-                parse_int(path, row["frames"], f"shard {row['shard']} frame count", line, minimum=1),
-                parse_int(path, row["tokens"], f"shard {row['shard']} token count", line, minimum=1),
-                row["first_id"],
-                row["last_id"],
-                row["ids_sha256"],
+                name, kind,
+                parse_int(path, row["items"], f"shard {name} item count", line, minimum=1),
+                parse_int(path, row["tokens"], f"shard {name} token count", line, minimum=1),
+                row["first_id"], row["last_id"], row["ids_sha256"], starts[DNABERT], starts[ESM],
             )
-        )
+        )  # fmt: skip
+    for kind in EMBEDDING_KINDS:  # each model's shards number its sequences from 0 without gaps
+        expected = 0
+        for shard in (shard for shard in shards if shard.kind == kind):
+            if shard.start(kind) != expected:
+                raise InputError(path, f"{kind} shard {shard.name} starts at sequence {shard.start(kind)}, not {expected}: rows missing or reordered")
+            expected += shard.items
     return shards
+
+
+def shards_of(shards: Sequence[Shard], kind: str) -> list[Shard]:
+    return [shard for shard in shards if shard.kind == kind]
+
+
+def one_file_per_shard(held: Iterable[tuple[str, Shard]], shards: Sequence[Shard], manifest_path: str | Path, what: str) -> list[tuple[str, Shard]]:
+    """(file, shard) for every shard of ``shards``, in their order, from (file, the shard it
+    holds): a shard that two files hold, or none, is an error (``what`` the files hold)."""
+    matched: dict[str, str] = {}
+    for path, shard in held:
+        if shard.name in matched:
+            raise InputError(path, f"holds the {what} of shard {shard.name}, which {matched[shard.name]} holds too")
+        matched[shard.name] = str(path)
+    missing = [shard.name for shard in shards if shard.name not in matched]
+    if missing:
+        raise InputError(manifest_path, f"no {what} for shard(s) {', '.join(missing)}")
+    return [(matched[shard.name], shard) for shard in shards]
+
+
+def shard_row(shard: Shard) -> str:
+    return tsv_line((shard.name, shard.kind, shard.items, shard.tokens, shard.first_id, shard.last_id, shard.ids_sha256,
+                     "" if shard.dnabert_start is None else shard.dnabert_start, "" if shard.esm_start is None else shard.esm_start))
+
+
+@dataclass(frozen=True)
+class FrameBlock:
+    """Consecutive rows of a frame shard: frame IDs and the index of each frame's sequences."""
+
+    start: int  # row of the first, from 0
+    frame_ids: list[str]
+    dnabert: np.ndarray  # int64
+    esm: np.ndarray
+
+
+def read_frame_blocks(path: str | Path, rows: int) -> Iterator[FrameBlock]:
+    """A frame shard (P.NNNN.frames.tsv) in blocks of ``rows`` rows, its header and fields checked."""
+    lines = text_lines(path)
+    if next(lines, (1, ""))[1] != "\t".join(FRAME_COLUMNS):
+        raise InputError(path, "not a frame shard: the header must be " + " ".join(FRAME_COLUMNS))
+    start = 0
+    while block := list(itertools.islice(lines, rows)):
+        ids, indices = [], []
+        for number, line in block:
+            fields = line.split("\t")
+            if len(fields) != 3 or not fields[1].isdigit() or not fields[2].isdigit():
+                raise InputError(path, f"line {number} is not a frame ID and two sequence indices", fields[0])
+            ids.append(fields[0])
+            indices.append((int(fields[1]), int(fields[2])))
+        pairs = np.array(indices, dtype=np.int64).reshape(-1, 2)
+        yield FrameBlock(start, ids, pairs[:, 0], pairs[:, 1])
+        start += len(block)
 
 
 def read_sequences(path: str | Path) -> Iterator[SequenceEntry]:
@@ -256,15 +358,15 @@ def file_sha256(path: str | Path) -> str:
 
 
 # ---------------------------------------------------------------- EMBED_* embeddings (HDF5)
-# Datasets `ids` (UTF-8, the shard's frame order) and `embeddings` (N x dim), both chunked by
-# rows so that readers stream them. Attributes: EMBEDDING_ATTRIBUTES.
-DNABERT, ESM = "dnabert", "esm"
+# Datasets `ids` (UTF-8, the shard's frame order; chunked by rows) and `embeddings` (N x dim,
+# stored contiguously, so that readers map it and take any rows, near or scattered, at the cost
+# of reading them). Attributes: EMBEDDING_ATTRIBUTES.
 MODEL_ROLES = (DNABERT, ESM, "classifier")
 EMBEDDING_ATTRIBUTES = ("model_role", "model", "layer", "pooling", "precision", "dtype", "dim", "ids_sha256")
 # bf16 compute keeps 8 bits of mantissa: float16 storage (11 bits) keeps them all above 6e-5,
 # where float16 turns subnormal (an absolute error of at most 3e-8 below)
 STORAGE_DTYPES = {"bf16": "float16", "fp32": "float32"}
-CHUNK_BYTES = 1 << 20
+ID_CHUNK_ROWS = 4096
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 ROLE_NAMES = {DNABERT: "DNABERT-S", ESM: "ESM-2"}
 
@@ -308,15 +410,13 @@ def write_embeddings(path: str | Path, ids: Sequence[str], vectors: np.ndarray, 
         )
     digest = FrameIdDigest()
     digest.update(ids)
-    rows = max(1, min(len(ids), CHUNK_BYTES // max(1, vectors.shape[1] * dtype.itemsize)))
     image = io.BytesIO()
     # track_order and absent timestamps keep the bytes identical between runs
     with h5py.File(image, "w", track_order=True) as handle:
         string = h5py.string_dtype("utf-8")
         handle.create_dataset("ids", data=np.array(list(ids), dtype=object), dtype=string, track_times=False,
-                              maxshape=(None,), chunks=(rows,))
-        handle.create_dataset("embeddings", data=vectors, track_times=False,
-                              maxshape=(None, vectors.shape[1]), chunks=(rows, vectors.shape[1]))
+                              maxshape=(None,), chunks=(max(1, min(len(ids), ID_CHUNK_ROWS)),))
+        handle.create_dataset("embeddings", data=vectors, track_times=False)  # contiguous
         for key, value in attributes.items():
             handle.attrs[key] = value
         handle.attrs["dtype"] = dtype.name
@@ -327,7 +427,8 @@ def write_embeddings(path: str | Path, ids: Sequence[str], vectors: np.ndarray, 
 
 
 class EmbeddingFile:
-    """An embeddings HDF5 file opened for streaming: checked on opening, read in row blocks.
+    """An embeddings HDF5 file opened for reading: checked on opening; its embeddings mapped from
+    the file, so that any rows are read at the cost of reading them.
 
     ``role`` is the model the caller expects (DNABERT or ESM): a file made by the other is refused,
     so swapped inputs fail instead of being scored.
@@ -345,11 +446,24 @@ class EmbeddingFile:
             raise InputError(path, f"not an HDF5 file ({str(error).splitlines()[0]})") from None
         try:
             self._ids, self._vectors = self._checked(h5py, role)
+            self._rows = self._mapped()
         except BaseException:
             self._file.close()
             raise
         self.count, self.dim = self._vectors.shape
         self.attributes = {key: self._file.attrs[key] for key in self._file.attrs}
+
+    def _mapped(self) -> np.ndarray:
+        """The embeddings as an array mapped from the file."""
+        if self._vectors.size == 0:
+            return np.empty(self._vectors.shape, dtype=self._vectors.dtype)
+        offset = self._vectors.id.get_offset()
+        if offset is None:
+            raise InputError(self.path, "'embeddings' is not stored contiguously (chunked or compressed): not written by this pipeline's embedders")
+        try:
+            return np.memmap(self.path, dtype=self._vectors.dtype, mode="r", offset=offset, shape=self._vectors.shape)
+        except ValueError:  # the file ends before the data does
+            raise InputError(self.path, "truncated: the file ends before its embeddings do") from None
 
     def _checked(self, h5py, role: str) -> "tuple[h5py.Dataset, h5py.Dataset]":
         datasets = []
@@ -407,27 +521,22 @@ class EmbeddingFile:
 
     def vectors(self, start: int, stop: int) -> np.ndarray:
         """Rows [start, stop) as float32, refusing NaN and Inf."""
-        block = self.stored_rows(start, stop).astype(np.float32, copy=False)
-        self.check_finite(start, block)
+        block = self._rows[start:stop].astype(np.float32)
+        self.check_finite(np.arange(start, stop), block)
         return block
 
-    def stored_rows(self, start: int, stop: int) -> np.ndarray:
-        """Rows [start, stop) in their storage dtype, unchecked: for a reader that widens float16
-        itself (torch does it several times faster than numpy) and then calls check_finite."""
-        return self._read(self._vectors, start, stop)
-
-    def check_finite(self, start: int, vectors: np.ndarray) -> None:
-        """Refuse NaN and Inf in ``vectors``, this file's rows from row ``start`` on."""
+    def check_finite(self, rows: np.ndarray, vectors: np.ndarray) -> None:
+        """Refuse NaN and Inf in ``vectors``, this file's rows ``rows``."""
         bad = first_non_finite(vectors)
         if bad is not None:
-            raise InputError(self.path, f"the embedding in row {start + bad} holds NaN or Inf", self.ids(start + bad, start + bad + 1)[0])
+            row = int(rows[bad])
+            raise InputError(self.path, f"the embedding in row {row} holds NaN or Inf", self.ids(row, row + 1)[0])
 
-    def blocks(self, rows: int) -> Iterator[tuple[int, int]]:
-        """(start, stop) of consecutive row blocks, aligned to the file's chunks."""
-        chunk = (self._vectors.chunks or (rows,))[0]
-        step = max(chunk, rows // chunk * chunk)
-        for start in range(0, self.count, step):
-            yield start, min(start + step, self.count)
+    def gather(self, rows: np.ndarray) -> np.ndarray:
+        """The rows at ``rows`` in their storage dtype, unchecked (for a reader that widens
+        float16 itself, torch being several times faster at it than numpy, and then calls
+        check_finite)."""
+        return np.asarray(self._rows[rows])
 
 
 def storage_problem(dataset: "h5py.Dataset") -> str | None:

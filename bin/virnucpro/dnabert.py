@@ -19,7 +19,7 @@ from tokenizers import Tokenizer
 from . import contracts
 from .embedding import (
     Checkpoint, Embedder, check_sizes, iter_chunks, layer_count, meta_device, padded_batch, refuse_non_finite, state_dict_problems,
-    tensor_dict,
+    tensor_dict, to_device,
 )
 from .errors import VirNucProError, first_line
 from .fasta import IUPAC_NUCLEOTIDES, PROTEIN_ONLY_LETTERS
@@ -225,8 +225,11 @@ class DNABertEmbedder(Embedder):
     def tokens(self, token_ids: np.ndarray) -> int:
         return len(token_ids)  # [CLS] and [SEP] are among the ids
 
-    def _forward(self, batch: Sequence[np.ndarray], device: torch.device) -> torch.Tensor:
+    def collate(self, batch: Sequence[np.ndarray], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        return padded_batch(batch, PADDING_ID, device)
+
+    def forward(self, inputs: tuple[torch.Tensor, ...], device: torch.device) -> torch.Tensor:
         """Padding is masked out of attention and pooling: each row is the sequence's embedding alone."""
-        input_ids, lengths = padded_batch(batch, PADDING_ID, device)
+        input_ids, lengths = to_device(inputs, device)
         attention_mask = torch.arange(input_ids.shape[1], device=device)[None, :] < lengths[:, None]
         return mean_pool(self.module(input_ids, attention_mask), attention_mask)

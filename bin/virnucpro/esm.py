@@ -26,7 +26,9 @@ import numpy as np
 import torch
 
 from . import contracts, embedding
-from .embedding import Checkpoint, Embedder, check_sizes, layer_count, meta_device, refuse_non_finite, state_dict_problems, tensor_dict
+from .embedding import (
+    Checkpoint, Embedder, check_sizes, layer_count, meta_device, refuse_non_finite, state_dict_problems, tensor_dict, to_device,
+)
 from .errors import VirNucProError
 from .model_files import read_torch_file
 from .modeling_esm2 import ESM2Config, ESM2Model
@@ -244,7 +246,8 @@ def tokenize(sequences: Sequence[str]) -> list[np.ndarray]:
 
 
 def padded_batch(token_ids: Sequence[np.ndarray], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """BOS + residues + EOS padded to the longest protein, and the residue counts, on ``device``."""
+    """BOS + residues + EOS padded to the longest protein, and the residue counts, on the host
+    (pinned for a CUDA ``device``)."""
     return embedding.padded_batch(token_ids, PAD_ID, device, BOS_ID, EOS_ID)
 
 
@@ -261,7 +264,7 @@ def warm_up(model: ESM2Model, device: torch.device) -> None:
     """Run ``model`` on the input kinds a shard produces (a padded batch, a batch without
     padding, a single protein), so that torch.compile builds its graphs before the real data."""
     for lengths in ((5, 9), (7, 7), (6,)):
-        tokens, _ = padded_batch([np.full(n, ALPHABET.index("A"), dtype=np.int64) for n in lengths], device)
+        tokens, _ = to_device(padded_batch([np.full(n, ALPHABET.index("A"), dtype=np.int64) for n in lengths], device), device)
         model(tokens, (tokens != PAD_ID) if len(set(lengths)) > 1 else None)
 
 
@@ -306,8 +309,12 @@ class ESMEmbedder(Embedder):
             return compile_layers(self.module, device)
         return None
 
-    def _forward(self, batch: Sequence[np.ndarray], device: torch.device) -> torch.Tensor:
-        tokens, lengths = padded_batch(batch, device)
-        has_padding = len({len(ids) for ids in batch}) > 1
+    def collate(self, batch: Sequence[np.ndarray], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        return padded_batch(batch, device)
+
+    def forward(self, inputs: tuple[torch.Tensor, ...], device: torch.device) -> torch.Tensor:
+        residues = inputs[1]
+        has_padding = bool(residues.min() != residues.max())  # read on the host: no device synchronisation
+        tokens, lengths = to_device(inputs, device)
         hidden = self.module(tokens, (tokens != PAD_ID) if has_padding else None)
         return mean_over_residues(hidden, lengths)

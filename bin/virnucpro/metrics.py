@@ -17,8 +17,8 @@ from .atomic import json_text, write_text
 from .errors import InputError
 from .values import checked_float, checked_int, load_json, shown
 
-METRIC_KEYS = ("stage", "name", "items", "tokens", "seconds", "load_seconds", "device", "precision", "peak_gpu_memory_bytes")
-COUNT_KEYS = ("items", "tokens", "peak_gpu_memory_bytes")
+METRIC_KEYS = ("stage", "name", "items", "tokens", "padded_tokens", "seconds", "load_seconds", "device", "precision", "peak_gpu_memory_bytes")
+COUNT_KEYS = ("items", "tokens", "padded_tokens", "peak_gpu_memory_bytes")
 SECONDS_KEYS = ("seconds", "load_seconds")
 MAX_TASK_SECONDS = 1e8  # over three years: no task runs that long
 PIPELINE_STAGES = ("prepare_frames", "embed_dnabert", "embed_esm", "classify_frames", "summarize")
@@ -97,7 +97,8 @@ def _rate(amount: float | None, seconds: float | None) -> float | None:
 
 
 def aggregate_stages(records: Sequence[dict]) -> list[dict]:
-    """Per stage, in pipeline order: task count, summed items/tokens/seconds, throughput, devices."""
+    """Per stage, in pipeline order: task count, summed items/tokens/padded tokens/seconds,
+    throughput, devices."""
     stages = []
     for stage in sorted({record["stage"] for record in records}, key=_stage_order):
         group = [record for record in records if record["stage"] == stage]
@@ -109,6 +110,7 @@ def aggregate_stages(records: Sequence[dict]) -> list[dict]:
                 "tasks": len(group),
                 "items": _total(group, "items"),
                 "tokens": _total(group, "tokens"),
+                "padded_tokens": _total(group, "padded_tokens"),
                 "seconds": seconds,
                 "load_seconds": _total(group, "load_seconds"),
                 "items_per_second": _rate(_total(group, "items"), seconds),

@@ -1,13 +1,18 @@
 """The PREPARE stage: validate the input FASTA, chunk and six-frame translate it, write shards.
 
 One streaming pass reads the FASTA, validates each record, writes its row of
-``P.sequences.tsv`` and appends its kept frames to two anonymous spool files (nothing is left of
-them however the process ends), remembering only each frame's ESM token count and a 16-byte
-key of each sequence ID. The shard boundaries follow from the token counts; each shard is then
-a run of lines of the spools (two per frame). Every output is written under a temporary name and
-renamed into place once all are complete, P.shards.tsv (the set's manifest) last. A bad input
-fails during the pass, before any output exists. Memory grows by about 16 bytes per input
-record (its ID key; twice that while two levels of keys merge) and 2 bytes per frame.
+``P.sequences.tsv`` and appends its kept frames to anonymous spool files (nothing is left of
+them however the process ends): the frames' records, and a 16-byte key of each frame's
+nucleotide and protein sequence; in memory stay each frame's ESM token count and length and a
+16-byte key of each sequence ID. The keys then number the distinct sequences of each kind in
+order of first occurrence (sorted in bounded partitions), so that each model embeds each
+distinct sequence of the sample once: the shards of distinct nucleotide and protein sequences
+(named after the first frame with each) are the spooled records of first occurrences, and the
+frame shards list every frame with the numbers of its two sequences. Every output is written
+under a temporary name and renamed into place once all are complete, P.shards.tsv (the set's
+manifest) last. A bad input fails during the pass, before any output exists. Memory grows by
+about 16 bytes per input record (its ID key; twice that while two levels of keys merge) and 14
+bytes per frame (18 while the second kind is numbered), plus one partition of keys.
 """
 
 from __future__ import annotations
@@ -16,19 +21,21 @@ import contextlib
 import hashlib
 import itertools
 import logging
+import math
 import os
 import tempfile
 from array import array
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO, Iterable, Iterator, Sequence
+from typing import IO, BinaryIO, Callable, Iterator, Sequence
 
 import numpy as np
 
 from .atomic import atomic_path
 from .contracts import (
-    INVALID, NO_OPEN_FRAME, PENDING, SEQUENCE_COLUMNS, SEQUENCES_SUFFIX, SHARD_COLUMNS, SHARDS_SUFFIX, TOO_SHORT, FrameIdDigest,
-    esm_tokens, record_digest, shard_name, tsv_line,
+    DNABERT, EMBEDDING_KINDS, ESM, FRAME_COLUMNS, FRAMES, INVALID, NO_OPEN_FRAME, PENDING, SEQUENCE_COLUMNS, SEQUENCES_SUFFIX,
+    SHARD_COLUMNS, SHARD_KINDS, SHARD_SUFFIXES, SHARDS_SUFFIX, TOO_SHORT, FrameIdDigest, Shard, dnabert_shard_tokens, esm_tokens,
+    record_digest, shard_name, shard_row, tsv_line,
 )
 from .errors import InputError
 from .fasta import IUPAC_LETTERS, FastaRecord, format_record, nucleotide_problem, read_fasta
@@ -258,19 +265,31 @@ def _row(checked: _Checked, chunks: int, frames: int) -> str:
 
 
 class FrameSpool:
-    """Kept frames appended in order to a nucleotide and a protein file, two lines each, with the
-    ESM token count of each frame (uint16 while a chunk's proteins fit, as for any usual chunk size)."""
+    """Kept frames appended in order to a nucleotide and a protein file, two lines each; the
+    16-byte BLAKE2b key of each frame's nucleotide and protein sequence to two key files; and
+    each frame's ESM token count and nucleotide length (uint16 while a chunk fits, as for any
+    usual chunk size). A false match of two keys among 10^9 sequences has a chance of about 10^-21."""
 
-    def __init__(self, nucleotides: BinaryIO, proteins: BinaryIO, chunk_size: int) -> None:
-        self.nucleotides, self.proteins = nucleotides, proteins
-        self.tokens = array("H" if esm_tokens(chunk_size // 3) <= np.iinfo(np.uint16).max else "I")
+    def __init__(self, files: Sequence[BinaryIO], chunk_size: int) -> None:
+        self.nucleotides, self.proteins, self.nucleotide_keys, self.protein_keys = files
+        typecode = "H" if chunk_size + 1 <= np.iinfo(np.uint16).max else "I"
+        self.tokens = array(typecode)
+        self.bases = array(typecode)
+
+    @property
+    def count(self) -> int:
+        return len(self.tokens)
 
     def add(self, batch: FrameBatch, sequence_ids: list[str]) -> None:
         ids = [sequence_ids[piece] + suffix for piece, suffix in zip(batch.frame_pieces.tolist(), batch.suffixes())]
         nucleotides, proteins = zip(*batch.sequences()) if ids else ((), ())
         self.nucleotides.write("".join(map(format_record, ids, nucleotides)).encode())
         self.proteins.write("".join(map(format_record, ids, proteins)).encode())
+        blake2b = hashlib.blake2b
+        for sequences, keys in ((nucleotides, self.nucleotide_keys), (proteins, self.protein_keys)):
+            keys.write(b"".join(blake2b(sequence.encode("ascii"), digest_size=KEY_BYTES).digest() for sequence in sequences))
         self.tokens.frombytes(esm_tokens(batch.protein_lengths).astype(self.tokens.typecode).tobytes())
+        self.bases.frombytes(np.fromiter(map(len, nucleotides), dtype=self.bases.typecode, count=len(ids)).tobytes())
 
 
 def translate_fasta(
@@ -341,70 +360,175 @@ def shard_sizes(tokens: np.ndarray, max_tokens: int, max_frames: int | None = No
     return [end - start for start, end in zip(cuts, cuts[1:])]
 
 
-def _line_runs(source: BinaryIO, line_counts: Iterable[int]) -> Iterator[tuple[int, bytes]]:
-    """(run index, bytes) that together are the file from its start cut into runs of the given
-    numbers of lines; a run may come in several pieces, in order."""
-    source.seek(0)
-    counts = iter(line_counts)
-    run, remaining = 0, next(counts, 0)
-    if remaining == 0:
+# ---------------------------------------------------------------- each distinct sequence once
+
+KEY_BYTES = 16
+PARTITION_FRAMES = 1 << 20  # keys sorted in memory at once: about 80 bytes each while sorted
+_KEY_RECORD = np.dtype([("high", "<u8"), ("low", "<u8"), ("frame", "<u4")])
+
+
+def _key_partitions(keys: BinaryIO, count: int, bits: int, folder: Path) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(frames, first 64 bits, last 64 bits) of the spooled keys, frames in input order, in 2**bits
+    partitions by their leading bits: every copy of a key is in the same partition."""
+    keys.flush()
+    keys.seek(0)
+    if bits == 0:
+        pairs = np.frombuffer(keys.read(count * KEY_BYTES), dtype="<u8").reshape(-1, 2)
+        yield np.arange(count, dtype=np.uint32), pairs[:, 0].copy(), pairs[:, 1].copy()
         return
-    while data := source.read(COPY_BLOCK):
-        line_ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n"))
-        start = used = 0
-        while remaining <= len(line_ends) - used:
-            end = int(line_ends[used + remaining - 1]) + 1
-            yield run, data[start:end]
-            start, used = end, used + remaining
-            run, remaining = run + 1, next(counts, 0)
-            if remaining == 0:
-                return
-        remaining -= len(line_ends) - used
-        if start < len(data):
-            yield run, data[start:]
+    with contextlib.ExitStack() as stack:
+        parts = [stack.enter_context(tempfile.TemporaryFile(dir=folder, prefix=".keys")) for _ in range(1 << bits)]
+        for start in range(0, count, PARTITION_FRAMES):
+            pairs = np.frombuffer(keys.read(min(PARTITION_FRAMES, count - start) * KEY_BYTES), dtype="<u8").reshape(-1, 2)
+            records = np.empty(len(pairs), dtype=_KEY_RECORD)
+            records["high"], records["low"] = pairs[:, 0], pairs[:, 1]
+            records["frame"] = np.arange(start, start + len(pairs), dtype=np.uint32)
+            partition = (records["high"] >> np.uint64(64 - bits)).astype(np.intp)
+            order = np.argsort(partition, kind="stable")
+            bounds = np.searchsorted(partition[order], np.arange((1 << bits) + 1))
+            for part, low, high in zip(parts, bounds[:-1], bounds[1:]):
+                part.write(records[order[low:high]].tobytes())
+        for part in parts:
+            part.seek(0)
+            records = np.frombuffer(part.read(), dtype=_KEY_RECORD)
+            yield records["frame"].copy(), records["high"].copy(), records["low"].copy()
 
 
-def _frame_ids(protein_lines: bytes) -> list[str]:
-    """The frame IDs of whole frame records of a protein spool (header lines ">id", then the protein)."""
-    return [header[1:] for header in protein_lines.decode("utf-8").split("\n")[0:-1:2]]
+def sequence_indices(keys: BinaryIO, count: int, folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Number the distinct sequences in order of first occurrence, from the ``count`` keys spooled
+    to ``keys`` (one per frame): each frame's sequence number (uint32) and whether the frame is
+    the first with its sequence. The keys are sorted in partitions of about PARTITION_FRAMES, so
+    memory holds 9 bytes per frame and one partition (4 more per frame while numbering)."""
+    if count >= np.iinfo(np.uint32).max:
+        raise InputError(folder, f"{count} frames: more than one run can number (split the input)")
+    first = np.empty(count, dtype=np.uint32)  # the first frame with each frame's sequence
+    bits = max(0, math.ceil(math.log2(max(count, 1) / PARTITION_FRAMES)))
+    for frames, high, low in _key_partitions(keys, count, bits, folder):
+        order = np.lexsort((low, high))  # stable: the frames of a key stay in input order
+        high, low, frames = high[order], low[order], frames[order]
+        starts = np.ones(len(frames), dtype=bool)
+        starts[1:] = (high[1:] != high[:-1]) | (low[1:] != low[:-1])
+        first[frames] = frames[starts][np.cumsum(starts) - 1]
+    is_first = np.empty(count, dtype=bool)
+    number = np.empty(count, dtype=np.uint32)
+    seen = 0
+    for start in range(0, count, PARTITION_FRAMES):
+        stop = min(start + PARTITION_FRAMES, count)
+        block = is_first[start:stop]
+        np.equal(first[start:stop], np.arange(start, stop, dtype=np.uint32), out=block)
+        number[start:stop] = np.cumsum(block, dtype=np.uint32) + np.uint32(seen) - np.uint32(1)
+        seen += int(block.sum())
+    for start in range(0, count, PARTITION_FRAMES):
+        first[start : start + PARTITION_FRAMES] = number[first[start : start + PARTITION_FRAMES]]
+    return first, is_first
 
 
-def write_shards(spool: FrameSpool, sizes: list[int], temporary_paths: list[tuple[Path, Path]]) -> list[tuple[str, str, str]]:
-    """Copy the spooled frames into the shards' (.fna, .faa) temporary paths; return each shard's
-    (ids_sha256, first ID, last ID)."""
-    lines = [2 * size for size in sizes]
-    for run, data in _grouped(_line_runs(spool.nucleotides, lines)):
-        with open(temporary_paths[run][0], "wb") as target:
-            target.writelines(data)
-    described = []
-    for run, data in _grouped(_line_runs(spool.proteins, lines)):
-        digest = FrameIdDigest()
-        first_id = last_id = ""
-        tail = b""  # a protein record cut by a read, completed by the next piece
-        with open(temporary_paths[run][1], "wb") as target:
-            for piece in data:
-                target.write(piece)
-                piece = tail + piece
-                cut = _record_end(piece)
-                tail = piece[cut:]
-                ids = _frame_ids(piece[:cut])
-                digest.update(ids)
-                if ids:
-                    first_id, last_id = first_id or ids[0], ids[-1]
-        described.append((digest.hexdigest(), first_id, last_id))
-    return described
+# ---------------------------------------------------------------- shards
+
+def _record_blocks(spool: BinaryIO) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """A spool from its start in blocks of whole two-line records: (bytes, where each record starts)."""
+    spool.flush()
+    spool.seek(0)
+    tail = b""
+    while data := spool.read(COPY_BLOCK):
+        data = tail + data
+        newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n"))
+        whole = len(newlines) // 2 * 2
+        if whole == 0:
+            tail = data
+            continue
+        cut = int(newlines[whole - 1]) + 1
+        ends = newlines[1:whole:2] + 1
+        yield np.frombuffer(data, dtype=np.uint8, count=cut), np.concatenate([[0], ends[:-1]])
+        tail = data[cut:]
 
 
-def _record_end(data: bytes) -> int:
-    """Where the last whole two-line record of ``data`` ends (data starts at a record)."""
-    line_ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n"))
-    whole = len(line_ends) // 2 * 2
-    return int(line_ends[whole - 1]) + 1 if whole else 0
+def _ragged(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> bytes:
+    """The byte ranges [starts[i], ends[i]) of ``data``, joined."""
+    lengths = ends - starts
+    if len(lengths) and int(starts[-1]) - int(starts[0]) == int(lengths[:-1].sum()):  # adjacent: one slice
+        return data[int(starts[0]) : int(ends[-1])].tobytes()
+    offsets = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+    return data[offsets + np.arange(int(lengths.sum()))].tobytes()
 
 
-def _grouped(pieces: Iterator[tuple[int, bytes]]) -> Iterator[tuple[int, Iterator[bytes]]]:
-    for run, group in itertools.groupby(pieces, key=lambda item: item[0]):
-        yield run, (data for _, data in group)
+class ShardWriter:
+    """Consecutive records cut into shards of the given sizes, each written to its temporary
+    path after ``header``; ``described`` gets the digest, first and last ID of each shard."""
+
+    def __init__(self, paths: Sequence[Path], sizes: Sequence[int], header: bytes = b"") -> None:
+        self.paths, self.sizes, self.header = paths, sizes, header
+        self.described: list[tuple[str, str, str]] = []
+        self._left = 0
+        self._handle: IO[bytes] | None = None
+
+    def write(self, ids: list[str], records: bytes, record_ends: np.ndarray) -> None:
+        """Add records (``records``, the i-th ending at byte ``record_ends[i]``) of frames ``ids``."""
+        done = 0
+        while done < len(ids):
+            if self._left == 0:
+                self._next()
+            stop = done + min(self._left, len(ids) - done)
+            self._handle.write(records[int(record_ends[done - 1]) if done else 0 : int(record_ends[stop - 1])])
+            self._digest.update_lines(("\n".join(ids[done:stop]) + "\n").encode("utf-8"))
+            self._first = self._first or ids[done]
+            self._last = ids[stop - 1]
+            self._left -= stop - done
+            done = stop
+
+    def _next(self) -> None:
+        self.close()
+        self._handle = open(self.paths[len(self.described)], "wb")
+        self._handle.write(self.header)
+        self._left = self.sizes[len(self.described)]
+        self._digest, self._first, self._last = FrameIdDigest(), "", ""
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+            self.described.append((self._digest.hexdigest(), self._first, self._last))
+
+
+def _byte_ends(texts: list[str], joined: bytes) -> np.ndarray:
+    """Where each of ``texts`` ends in ``joined``, their UTF-8 encoding joined."""
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    if len(joined) != int(lengths.sum()):  # not all ASCII
+        lengths = np.fromiter((len(text.encode("utf-8")) for text in texts), dtype=np.int64, count=len(texts))
+    return np.cumsum(lengths)
+
+
+def copy_spool(spool: BinaryIO, is_first: np.ndarray, writer: ShardWriter, frame_ids: Callable[[int, list[str]], None] | None = None) -> None:
+    """Copy the spooled records of the frames that are first with their sequence into
+    ``writer``'s shards; pass ``frame_ids`` the number of each block's first frame and the IDs
+    of all its frames."""
+    frame = 0
+    for data, starts in _record_blocks(spool):
+        ends = np.append(starts[1:], len(data))
+        ids = [header[1:] for header in data.tobytes().decode("utf-8").split("\n")[0:-1:2]]
+        if frame_ids is not None:
+            frame_ids(frame, ids)
+        kept = np.flatnonzero(is_first[frame : frame + len(ids)])
+        if len(kept):
+            records = _ragged(data, starts[kept], ends[kept])
+            writer.write([ids[index] for index in kept.tolist()], records, np.cumsum(ends[kept] - starts[kept]))
+        frame += len(ids)
+    writer.close()
+
+
+class FrameRows:
+    """Writes the frame shards from the frames' IDs: per frame its ID and the numbers of its
+    nucleotide and protein sequences (FRAME_COLUMNS)."""
+
+    def __init__(self, paths: Sequence[Path], sizes: Sequence[int], dnabert: np.ndarray, esm: np.ndarray) -> None:
+        self.writer = ShardWriter(paths, sizes, tsv_line(FRAME_COLUMNS).encode())
+        self.dnabert, self.esm = dnabert, esm
+
+    def __call__(self, frame: int, ids: list[str]) -> None:
+        stop = frame + len(ids)
+        rows = list(map("{}\t{}\t{}\n".format, ids, self.dnabert[frame:stop].tolist(), self.esm[frame:stop].tolist()))
+        joined = "".join(rows).encode("utf-8")
+        self.writer.write(ids, joined, _byte_ends(rows, joined))
 
 
 # ---------------------------------------------------------------- the stage
@@ -415,7 +539,8 @@ class Summary:
     bases: int
     frames: int
     tokens: int
-    shards: int
+    shards: dict[str, int]  # per kind (SHARD_KINDS)
+    distinct: dict[str, int]  # distinct sequences per embedding kind: what each model embeds
 
 
 def check_paths(path: str | Path, prefix: str) -> None:
@@ -446,7 +571,8 @@ def prepare(
     path: str | Path, chunk_size: int, prefix: str, *, shard_tokens: int = DEFAULT_SHARD_TOKENS,
     shard_frames: int | None = None, rename_duplicates: bool = False, skip_invalid: bool = False, min_length: int = DEFAULT_MIN_LENGTH,
 ) -> Summary:
-    """Write the frame shards P.NNNN.fna/.faa, P.shards.tsv and P.sequences.tsv for ``path``."""
+    """Write P.sequences.tsv, the frame shards P.NNNN.frames.tsv, the shards of distinct
+    sequences P.dnabert.NNNN.fna and P.esm.NNNN.faa, and P.shards.tsv for ``path``."""
     check_paths(path, prefix)
     folder = Path(prefix).parent
     folder.mkdir(parents=True, exist_ok=True)
@@ -456,9 +582,8 @@ def prepare(
             # renamed in the reverse order of entering: the shards, then P.sequences.tsv, P.shards.tsv last
             manifest = outputs.enter_context(_renamed_at_exit(prefix + SHARDS_SUFFIX, renamed))
             sequences = outputs.enter_context(_renamed_at_exit(prefix + SEQUENCES_SUFFIX, renamed))
-            nucleotides = outputs.enter_context(tempfile.TemporaryFile(dir=folder, prefix=f".{Path(prefix).name}.spool"))
-            proteins = outputs.enter_context(tempfile.TemporaryFile(dir=folder, prefix=f".{Path(prefix).name}.spool"))
-            spool = FrameSpool(nucleotides, proteins, chunk_size)
+            spools = [outputs.enter_context(tempfile.TemporaryFile(dir=folder, prefix=f".{Path(prefix).name}.spool")) for _ in range(4)]
+            spool = FrameSpool(spools, chunk_size)
             with open(sequences, "w", encoding="utf-8", newline="\n") as rows:
                 rows.write(tsv_line(SEQUENCE_COLUMNS))
                 counts = translate_fasta(
@@ -476,21 +601,53 @@ def prepare(
             if counts.rna:
                 log.warning("%s: %d records are RNA (U for T): U read as T for translation and embedding", path, counts.rna)
             tokens = np.frombuffer(spool.tokens, dtype=spool.tokens.typecode)
-            sizes = shard_sizes(tokens, shard_tokens, shard_frames)
-            names = [shard_name(prefix, number) for number in range(1, len(sizes) + 1)]
-            shard_paths = [
-                tuple(outputs.enter_context(_renamed_at_exit(name + suffix, renamed)) for suffix in (".fna", ".faa"))
-                for name in names
-            ]
-            described = write_shards(spool, sizes, shard_paths)
-            bounds = np.cumsum([0, *sizes])
+            numbers, is_first = {}, {}
+            for kind, keys in ((DNABERT, spool.nucleotide_keys), (ESM, spool.protein_keys)):
+                numbers[kind], is_first[kind] = sequence_indices(keys, spool.count, folder)
+            bases = np.frombuffer(spool.bases, dtype=spool.bases.typecode)
+            weights = {FRAMES: tokens, DNABERT: dnabert_shard_tokens(bases[is_first[DNABERT]]), ESM: tokens[is_first[ESM]]}
+            sizes = {kind: shard_sizes(weights[kind], shard_tokens, shard_frames) for kind in SHARD_KINDS}
+            paths = {
+                kind: [outputs.enter_context(_renamed_at_exit(shard_name(prefix, kind, number) + SHARD_SUFFIXES[kind], renamed))
+                       for number in range(1, len(sizes[kind]) + 1)]
+                for kind in SHARD_KINDS
+            }  # fmt: skip
+            writers = {kind: ShardWriter(paths[kind], sizes[kind]) for kind in EMBEDDING_KINDS}
+            frame_rows = FrameRows(paths[FRAMES], sizes[FRAMES], numbers[DNABERT], numbers[ESM])
+            copy_spool(spool.nucleotides, is_first[DNABERT], writers[DNABERT])
+            copy_spool(spool.proteins, is_first[ESM], writers[ESM], frame_rows)
+            frame_rows.writer.close()
+            described = {DNABERT: writers[DNABERT].described, ESM: writers[ESM].described, FRAMES: frame_rows.writer.described}
             with open(manifest, "w", encoding="utf-8", newline="\n") as handle:
                 handle.write(tsv_line(SHARD_COLUMNS))
-                for name, size, start, (digest, first_id, last_id) in zip(names, sizes, bounds.tolist(), described):
-                    shard_tokens_sum = int(tokens[start : start + size].sum(dtype=np.int64))
-                    handle.write(tsv_line((Path(name).name, size, shard_tokens_sum, first_id, last_id, digest)))
+                for kind in SHARD_KINDS:
+                    for shard in manifest_rows(prefix, kind, sizes[kind], weights[kind], described[kind], is_first):
+                        handle.write(shard_row(shard))
     except BaseException:
         for done in renamed:  # a set is whole or absent: undo the renames before the failure
             done.unlink(missing_ok=True)
         raise
-    return Summary(counts.records, counts.bases, len(tokens), int(tokens.sum(dtype=np.int64)), len(sizes))
+    return Summary(
+        counts.records, counts.bases, spool.count, int(tokens.sum(dtype=np.int64)), {kind: len(sizes[kind]) for kind in SHARD_KINDS},
+        {kind: int(is_first[kind].sum()) for kind in EMBEDDING_KINDS},
+    )
+
+
+def manifest_rows(
+    prefix: str, kind: str, sizes: list[int], weights: np.ndarray, described: list[tuple[str, str, str]], is_first: dict[str, np.ndarray]
+) -> Iterator[Shard]:
+    """The P.shards.tsv rows of one kind of shard."""
+    if not sizes:
+        return
+    starts = np.cumsum([0, *sizes[:-1]])
+    shard_tokens = np.add.reduceat(weights, starts, dtype=np.int64).tolist()
+    if kind == FRAMES:  # the distinct sequences seen before each frame shard
+        before = {
+            model: np.cumsum(np.concatenate([[0], np.add.reduceat(is_first[model], starts, dtype=np.int64)[:-1]])).tolist()
+            for model in EMBEDDING_KINDS
+        }
+    else:
+        before = {model: starts.tolist() if model == kind else [None] * len(sizes) for model in EMBEDDING_KINDS}
+    for number, (size, tokens, (digest, first_id, last_id)) in enumerate(zip(sizes, shard_tokens, described)):
+        name = Path(shard_name(prefix, kind, number + 1)).name
+        yield Shard(name, kind, size, tokens, first_id, last_id, digest, before[DNABERT][number], before[ESM][number])

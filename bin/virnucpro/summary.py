@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import IO, Iterable, Iterator, Mapping, Sequence
 
 from .contracts import (
-    CALL_COLUMNS, CALL_STATUSES, CALLS, DEFAULT_THRESHOLD, HIGHEST_SCORES, NO_OPEN_FRAME, NON_VIRUS, PENDING, PREDICTION_HEADER,
-    PREDICTION_RESULTS, SAMPLE_RESULT_FILES, SCORED, SEQUENCE_CALLS, SUMMARY_JSON, VIRAL_SEQUENCES, VIRUS, FrameIdDigest,
-    Prediction, SequenceEntry, Shard, call_rule, chunk_of, file_sha256, flag, parse_frame_id, parse_prediction, prediction_lines,
-    read_predictions, read_sequences, read_shards, record_digest, tsv_line,
+    CALL_COLUMNS, CALL_STATUSES, CALLS, DEFAULT_THRESHOLD, FRAMES, HIGHEST_SCORES, NO_OPEN_FRAME, NON_VIRUS, PENDING,
+    PREDICTION_HEADER, PREDICTION_RESULTS, SAMPLE_RESULT_FILES, SCORED, SEQUENCE_CALLS, SUMMARY_JSON, VIRAL_SEQUENCES, VIRUS,
+    FrameIdDigest, Prediction, SequenceEntry, Shard, call_rule, chunk_of, file_sha256, flag, one_file_per_shard, parse_frame_id,
+    parse_prediction, prediction_lines, read_predictions, read_sequences, read_shards, record_digest, shards_of, tsv_line,
 )  # fmt: skip
 from .atomic import atomic_folder, json_text
 from .errors import InputError, VirNucProError
@@ -62,21 +62,18 @@ def files_by_shard(shards: Sequence[Shard], prediction_paths: Sequence[str], sha
     Every shard needs exactly one file; ShardStream checks that it holds exactly its frames.
     """
     shard_by_first = {shard.first_id: shard for shard in shards}
-    matched: dict[str, str] = {}
-    for path in prediction_paths:
-        first = next(read_predictions(path), None)
-        if first is None:
-            continue  # a header-only file scores no frame, so it cannot stand for any shard
-        shard = shard_by_first.get(first.frame_id)
-        if shard is None:
-            raise InputError(path, f"its first frame belongs to no shard of {shards_path}", first.frame_id)
-        if shard.name in matched:
-            raise InputError(path, f"shard {shard.name} already has predictions in {matched[shard.name]}")
-        matched[shard.name] = path
-    missing = [shard.name for shard in shards if shard.name not in matched]
-    if missing:
-        raise InputError(shards_path, f"no predictions for shard(s) {', '.join(missing)}")
-    return [(matched[shard.name], shard) for shard in shards]
+
+    def held() -> Iterator[tuple[str, Shard]]:
+        for path in prediction_paths:
+            first = next(read_predictions(path), None)
+            if first is None:
+                continue  # a header-only file scores no frame, so it cannot stand for any shard
+            shard = shard_by_first.get(first.frame_id)
+            if shard is None:
+                raise InputError(path, f"its first frame belongs to no shard of {shards_path}", first.frame_id)
+            yield path, shard
+
+    return one_file_per_shard(held(), shards, shards_path, "predictions")
 
 
 class ShardStream:
@@ -116,10 +113,10 @@ class ShardStream:
 
     def _check_complete(self) -> None:
         shard, count = self.shard, self._digest.count
-        if count != shard.frames or self._last != shard.last_id:
+        if count != shard.items or self._last != shard.last_id:
             raise InputError(
                 self.path,
-                f"shard {shard.name} has {shard.frames} frames ending at '{shard.last_id}' but the file holds "
+                f"shard {shard.name} has {shard.items} frames ending at '{shard.last_id}' but the file holds "
                 f"{count} predictions ending at '{self._last}' (incomplete or mixed up)",
             )
         if self._digest.hexdigest() != shard.ids_sha256:
@@ -133,7 +130,7 @@ class ShardStream:
         """Whether the current file, read on to its end, holds exactly its shard's frames."""
         for _, line in self._lines:
             self._digest.update((line.partition("\t")[0],))
-        return self._digest.count == self.shard.frames and self._digest.hexdigest() == self.shard.ids_sha256
+        return self._digest.count == self.shard.items and self._digest.hexdigest() == self.shard.ids_sha256
 
     def misplaced(self, number: int, frame_id: str, why: str, sequences_path: str | Path) -> InputError:
         """The error for a frame that is not where P.sequences.tsv puts the next one: the file is
@@ -435,7 +432,7 @@ def summarize(
     check_threshold(threshold)
     final = Path(os.path.abspath(outdir))
     check_replaceable(final, outdir)
-    shards = read_shards(shards_path)
+    shards = shards_of(read_shards(shards_path), FRAMES)
     files = files_by_shard(shards, prediction_paths, shards_path)
     inputs = SampleInputs(sample, sequences_path, fasta_path, threshold, chunk_size)
     if fasta_path is None:

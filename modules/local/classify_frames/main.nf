@@ -3,7 +3,8 @@ process CLASSIFY_FRAMES {
     label 'process_low'
 
     input:
-    tuple val(meta), path(dnabert), path(esm)
+    // a frame shard with its sample's P.shards.tsv and every embedding file of the sample
+    tuple val(meta), path(frames), path(shards), path(dnabert, arity: '1..*'), path(esm, arity: '1..*')
     path(classifier)
 
     output:
@@ -14,7 +15,7 @@ process CLASSIFY_FRAMES {
     script:
     def args = task.ext.args ?: ''
     """
-    classify_frames.py --dnabert ${dnabert} --esm ${esm} --classifier ${classifier} --out ${meta.shard}.predictions.tsv --device cpu --metrics ${meta.shard}.classify.json --threads ${task.cpus} ${args}
+    classify_frames.py --frames ${frames} --shards ${shards} --dnabert ${dnabert.join(' ')} --esm ${esm.join(' ')} --classifier ${classifier} --out ${meta.shard}.predictions.tsv --device cpu --metrics ${meta.shard}.classify.json --threads ${task.cpus} ${args}
     """
 
     stub:

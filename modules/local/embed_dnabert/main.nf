@@ -7,19 +7,19 @@ process EMBED_DNABERT {
     path(model)
 
     output:
-    tuple val(meta), path("${meta.shard}.dnabert.h5"), emit: embeddings
-    tuple val(meta), path("${meta.shard}.dnabert.json"), emit: metrics
+    tuple val(meta), path("${meta.shard}.h5"), emit: embeddings
+    tuple val(meta), path("${meta.shard}.embed.json"), emit: metrics
     tuple val("${task.process}"), val('virnucpro'), eval('embed_dnabert.py --version'), topic: versions
 
     script:
     def args = task.ext.args ?: ''
     def device = task.accelerator ? (task.ext.device ?: 'cuda') : 'cpu'
     """
-    embed_dnabert.py --fasta ${fna} --model ${model} --out ${meta.shard}.dnabert.h5 --device ${device} --metrics ${meta.shard}.dnabert.json --threads ${task.cpus} ${args}
+    embed_dnabert.py --fasta ${fna} --model ${model} --out ${meta.shard}.h5 --device ${device} --metrics ${meta.shard}.embed.json --threads ${task.cpus} ${args}
     """
 
     stub:
     """
-    touch ${meta.shard}.dnabert.h5 ${meta.shard}.dnabert.json
+    touch ${meta.shard}.h5 ${meta.shard}.embed.json
     """
 }

@@ -7,19 +7,19 @@ process EMBED_ESM {
     path(checkpoint)
 
     output:
-    tuple val(meta), path("${meta.shard}.esm.h5"), emit: embeddings
-    tuple val(meta), path("${meta.shard}.esm.json"), emit: metrics
+    tuple val(meta), path("${meta.shard}.h5"), emit: embeddings
+    tuple val(meta), path("${meta.shard}.embed.json"), emit: metrics
     tuple val("${task.process}"), val('virnucpro'), eval('embed_esm.py --version'), topic: versions
 
     script:
     def args = task.ext.args ?: ''
     def device = task.accelerator ? (task.ext.device ?: 'cuda') : 'cpu'
     """
-    embed_esm.py --fasta ${faa} --model ${checkpoint} --out ${meta.shard}.esm.h5 --device ${device} --metrics ${meta.shard}.esm.json --threads ${task.cpus} ${args}
+    embed_esm.py --fasta ${faa} --model ${checkpoint} --out ${meta.shard}.h5 --device ${device} --metrics ${meta.shard}.embed.json --threads ${task.cpus} ${args}
     """
 
     stub:
     """
-    touch ${meta.shard}.esm.h5 ${meta.shard}.esm.json
+    touch ${meta.shard}.h5 ${meta.shard}.embed.json
     """
 }
