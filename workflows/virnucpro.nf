@@ -27,15 +27,16 @@ workflow VIRNUCPRO {
         request.local_esm,
         request.local_classifier,
     )
-    models = STAGE_MODELS.out.models.map { dir -> stagedModels(dir, request) }
-    models_json = STAGE_MODELS.out.models.map { dir -> dir.resolve('models.json') }
+    // each model with the models.json whose checksums its tasks check it against
+    models_json = STAGE_MODELS.out.models_json
+    models = models_json.map { json -> stagedModels(json, request) }
 
     PREPARE_FRAMES(samples, request.chunk_size)
 
     shards = PREPARE_FRAMES.out.shards.flatMap { meta, fnas, faas -> pairShards(meta, fnas, faas) }
-    EMBED_DNABERT(shards.map { meta, fna, _faa -> [meta, fna] }, models.map { model -> model.dnabert })
-    EMBED_ESM(shards.map { meta, _fna, faa -> [meta, faa] }, models.map { model -> model.esm })
-    CLASSIFY_FRAMES(EMBED_DNABERT.out.embeddings.join(EMBED_ESM.out.embeddings), models.map { model -> model.classifier })
+    EMBED_DNABERT(shards.map { meta, fna, _faa -> [meta, fna] }, models.map { model -> [model.dnabert, model.json] })
+    EMBED_ESM(shards.map { meta, _fna, faa -> [meta, faa] }, models.map { model -> [model.esm, model.json] })
+    CLASSIFY_FRAMES(EMBED_DNABERT.out.embeddings.join(EMBED_ESM.out.embeddings), models.map { model -> [model.classifier, model.json] })
 
     // all shards of a sample: groupKey knows how many to wait for
     per_sample = CLASSIFY_FRAMES.out.predictions
@@ -72,24 +73,30 @@ workflow VIRNUCPRO {
     // emitted by name: Nextflow 25.04's strict parser loses `emit: name = value` (nf-lang 25.04.0)
     results = SUMMARIZE.out.results
     report = MAKE_REPORT.out.report
+    mqc = MAKE_REPORT.out.mqc
+    staging_version = STAGE_MODELS.out.versions
 
     emit:
     results         // channel: [ meta, folder of per-sample results ]
     report          // channel: report.html
-    models_json     // channel: models.json (a file inside the staged folder)
+    mqc             // channel: virnucpro_mqc.tsv
+    models_json     // channel: models.json of the staged models
+    staging_version // channel: versions.txt of STAGE_MODELS (a storeDir task reused runs no command)
 }
 
 /*
- * The staged models as process inputs. Fetched models: from models.json, paths relative to
- * its folder. The user's own files: the paths given (models.json holds the path STAGE_MODELS
- * saw inside its task, which is a copy in the task's scratch space on cloud executors).
+ * The staged models as process inputs, with their models.json. Fetched models: from
+ * models.json, paths relative to its folder. The user's own files: the paths given (models.json
+ * holds the path STAGE_MODELS saw inside its task, which is a copy in the task's scratch space
+ * on cloud executors).
  */
-def stagedModels(Path dir, Map request) {
-    def entries = new groovy.json.JsonSlurper().parseText(dir.resolve('models.json').text)
+def stagedModels(Path json, Map request) {
+    def entries = new groovy.json.JsonSlurper().parseText(json.text)
     return [
-        dnabert: request.local_dnabert ?: dir.resolve(entries.dnabert.path),
-        esm: request.local_esm ?: dir.resolve(entries.esm.path),
-        classifier: request.local_classifier ?: dir.resolve(entries.classifier.path),
+        dnabert: request.local_dnabert ?: json.resolveSibling(entries.dnabert.path),
+        esm: request.local_esm ?: json.resolveSibling(entries.esm.path),
+        classifier: request.local_classifier ?: json.resolveSibling(entries.classifier.path),
+        json: json,
     ]
 }
 

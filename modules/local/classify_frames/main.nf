@@ -4,7 +4,7 @@ process CLASSIFY_FRAMES {
 
     input:
     tuple val(meta), path(dnabert), path(esm)
-    path(classifier)
+    tuple path(classifier), path(models_json)   // the classifier and the models.json that records its sha256
 
     output:
     tuple val(meta), path("${meta.shard}.predictions.tsv"), emit: predictions
@@ -14,7 +14,7 @@ process CLASSIFY_FRAMES {
     script:
     def args = task.ext.args ?: ''
     """
-    classify_frames.py --dnabert ${dnabert} --esm ${esm} --classifier ${classifier} --out ${meta.shard}.predictions.tsv --device cpu --metrics ${meta.shard}.classify.json ${args}
+    classify_frames.py --dnabert ${dnabert} --esm ${esm} --classifier '${classifier}' --models-json '${models_json}' --out ${meta.shard}.predictions.tsv --device cpu --metrics ${meta.shard}.classify.json ${args}
     """
 
     stub:
