@@ -98,6 +98,8 @@ sheet_case("duplicate", "sample,fasta\nS1,a.fa\ns1,a.fa\n")
 sheet_case("bad_name", "sample,fasta\ns 1,a.fa\n")
 sheet_case("reserved_name", "sample,fasta\npipeline_info,a.fa\n")
 sheet_case("quote_in_file_name", "sample,fasta\ns1,it's.fa\n", ("it's.fa",))
+sheet_case("dollar_in_file_name", "sample,fasta\ns1,$(touch x).fa\n", ("$(touch x).fa",))
+sheet_case("semicolons", "sample;fasta\ns1;a.fa\n")
 sheet_case("empty_sample", "sample,fasta\n,a.fa\n")
 
 
@@ -214,6 +216,31 @@ def object_store_copy(root: Path) -> list[list]:
     return [["copySummaryLast", str(source), str(root / "out" / "s1")]]
 
 
+def params_case(name: str, given: dict) -> None:
+    def setup(root: Path) -> list[list]:
+        return [["typedParams", given]]
+    setup.__name__ = name
+    case(setup)
+
+
+# as the strict parser passes command-line values: strings
+params_case("typed_from_strings", {"chunk_size": "300", "threshold": "0.25", "use_gpu": "false", "tiny_models": "TRUE", "esm_model": "/data/my models/esm2_t36_3B_UR50D.pt"})
+PARAMETER_ERRORS = {
+    "chunk_size_not_a_number": ({"chunk_size": "abc"}, "--chunk_size must be an integer, not 'abc'"),
+    "chunk_size_400": ({"chunk_size": 400}, "--chunk_size 400: must be 300 or 500: the published classifiers were trained on these chunk lengths"),
+    "threshold_above_1": ({"threshold": "1.5"}, "--threshold 1.5: must be at most 1"),
+    "shard_tokens_0": ({"shard_tokens": 0}, "--shard_tokens 0: must be at least 1"),
+    "precision_fp16": ({"precision": "fp16"}, "--precision 'fp16': must be one of auto, fp32, bf16"),
+    "dnabert_command_substitution": ({"dnabert_model": "x/$(touch y)"}, "--dnabert_model 'x/$(touch y)': must be a name, URL or path without quotes"),
+    "esm_backquotes": ({"esm_model": "esm2_t36_3B_UR50D`touch y`"}, "--esm_model 'esm2_t36_3B_UR50D`touch y`': must be a name"),
+    "classifier_quote": ({"classifier": "a'; touch y; '"}, "--classifier 'a'; touch y; '': must be a name"),
+    "classifier_option": ({"classifier": "--help"}, "--classifier '--help': must be a name"),
+    "model_cache_dollar": ({"model_cache": "/data/$HOME"}, "--model_cache '/data/$HOME': must be a folder path or URL without quotes"),
+    "suffix_path": ({"trace_report_suffix": "../x"}, "--trace_report_suffix '../x': may hold only letters"),
+}
+for _name, (_given, _) in PARAMETER_ERRORS.items():
+    params_case(_name, _given)
+
 DISK = 256 * 1024
 
 
@@ -286,6 +313,8 @@ def test_r_row_names_and_excel_layouts_are_read(launch):
     ("bad_name", 2, "sample name 's 1' may hold only letters"),
     ("reserved_name", 2, "sample name 'pipeline_info' would clash with the run's own outputs"),
     ("quote_in_file_name", 2, "the FASTA file name it's.fa holds a quote"),
+    ("dollar_in_file_name", 2, "the FASTA file name $(touch x).fa holds a quote, '$'"),
+    ("semicolons", 1, "the header must name the columns sample and fasta once each (it has: sample;fasta)"),
     ("empty_sample", 2, "the sample column is empty"),
     ("fasta_folder", 2, "{root}/a.fa is a folder, not a FASTA file"),
 ])
@@ -380,3 +409,16 @@ def test_a_full_disk_keeps_the_previous_result_set(launch):
     state = results["disk_full"]["state"]
     assert state["complete"] and state["hidden"] == []
     assert all(b"old" in content for name, content in state["snapshot"].items() if name != "summary.json")
+
+
+def test_parameters_are_typed_as_the_schema_says(launch):
+    assert result_of(launch, "typed_from_strings") == {
+        "chunk_size": 300, "threshold": 0.25, "use_gpu": False, "tiny_models": True, "esm_model": "/data/my models/esm2_t36_3B_UR50D.pt",
+    }
+
+
+@pytest.mark.parametrize("name", PARAMETER_ERRORS)
+def test_parameters_are_checked_against_the_schema(launch, name):
+    # the plugin-free entry refuses what nf-schema refuses (the same patterns, enums and ranges),
+    # before any task: nothing a shell would run reaches a command line
+    assert error_of(launch, name).startswith(PARAMETER_ERRORS[name][1])

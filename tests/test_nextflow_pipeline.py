@@ -328,8 +328,6 @@ def refused_at_start(run: Run, message: str) -> None:
     (["--chunk_size", "abc"], "--chunk_size must be an integer, not 'abc'"),
     (["--chunk_size", "400"], "--chunk_size 400: must be 300 or 500: the published classifiers were trained on these chunk lengths"),
     (["--use_gpu", "maybe"], "--use_gpu must be true or false, not 'maybe'"),
-    (["--threshold", "1.5"], "--threshold 1.5: must be at most 1"),
-    (["--precision", "fp16"], "--precision 'fp16': must be one of auto, fp32, bf16"),
 ])
 def test_bad_parameters_are_refused(tmp_path, nxf_home, parser, args, message):
     refused_at_start(run_pipeline(nxf_home, parser, tmp_path, *args), message)

@@ -178,7 +178,7 @@ def test_a_file_changed_after_staging_is_refused_naming_it(tiny, tmp_path, role,
         handle.write(b"\0")
     with pytest.raises(InputError, match="changed after staging") as error:
         contracts.verify_model_files(entry / contracts.MODELS_JSON, role, model)
-    assert error.value.path == str(changed)
+    assert error.value.path == str(changed.resolve())
     assert contracts.file_sha256(changed) in str(error.value) and models[role]["files"][changed.name] in str(error.value)
     assert f"delete {entry.resolve()}" in str(error.value)
 
@@ -189,7 +189,7 @@ def test_a_missing_file_is_refused_naming_it(tiny, tmp_path):
     tokenizer.unlink()
     with pytest.raises(InputError, match="missing") as error:
         contracts.verify_model_files(entry / contracts.MODELS_JSON, "dnabert", tokenizer.parent)
-    assert error.value.path == str(tokenizer)
+    assert error.value.path == str(tokenizer.resolve())
 
 
 def test_weights_added_after_staging_are_refused(tiny, tmp_path):
@@ -280,5 +280,5 @@ def test_each_stage_refuses_a_changed_model_before_reading_anything(tiny, tmp_pa
     result = run_script(script, *inputs, option, model, "--out", tmp_path / "out", "--models-json", entry / contracts.MODELS_JSON, check=False)
     assert result.returncode == 1, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert lines[-1].startswith(f"ERROR [{script}] {changed}: sha256 ") and "changed after staging" in lines[-1], result.stderr
+    assert lines[-1].startswith(f"ERROR [{script}] {changed.resolve()}: sha256 ") and "changed after staging" in lines[-1], result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()

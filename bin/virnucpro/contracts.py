@@ -487,7 +487,8 @@ def verify_model_files(models_json: str | Path, role: str, model: str | Path) ->
     recorded = recorded_model_files(models_json, role)
     entry = Path(models_json).resolve().parent  # the model cache entry when models.json is staged from it
     advice = f"stage the models again (delete {entry}, the folder of its models.json, and run again)"
-    for name, path in model_files(role, Path(model)).items():
+    for name, staged in model_files(role, Path(model)).items():
+        path = staged.resolve()  # in the model cache, not the task's link to it
         expected = recorded.get(name)
         if expected is None:
             raise InputError(path, f"{models_json} records no sha256 for {name} of the {role} model: {advice}")

@@ -1,6 +1,7 @@
 #!/usr/bin/env nextflow
 /*
- * The pipeline's own Groovy functions (reading --input, checking and publishing into --outdir)
+ * The pipeline's own Groovy functions (checking the parameters, reading --input, checking and
+ * publishing into --outdir)
  * called one by one in the real Nextflow runtime, for the tests of cases that a whole run cannot
  * reach cheaply (a JVM that dies between two renames, an object store's copy order, many
  * samplesheets in one launch). --calls names a JSON file: a list of [function, arguments...];
@@ -8,7 +9,7 @@
  *     tests/nextflow/nextflow run tests/pipeline/functions.nf --calls calls.json
  */
 
-include { inputSamples } from '../../subworkflows/local/utils_virnucpro_pipeline'
+include { inputSamples; isSamplesheet; typedParams } from '../../subworkflows/local/utils_virnucpro_pipeline'
 include { checkOutdir; copySummaryLast; publishResultSet; recoverResultSet } from '../../subworkflows/local/publish_results'
 
 workflow {
@@ -31,10 +32,13 @@ def callFunction(String name, List arguments) {
     if (name == 'inputSamples') {
         return inputSamples(arguments[0]).collect { sample -> [id: sample.id, fasta: sample.fasta.toUriString()] }
     }
+    if (name == 'typedParams') {
+        return typedParams(arguments[0])
+    }
     if (name == 'checkOutdir') {
         // the samples of --input arguments[1] checked against --outdir arguments[0]
         def input = arguments[1]
-        checkOutdir(file(arguments[0]), inputSamples(input), input.endsWith('.csv') ? file(input) : null)
+        checkOutdir(file(arguments[0]), inputSamples(input), isSamplesheet(input) ? file(input) : null)
         return 'ok'
     }
     if (name == 'publishResultSet') {

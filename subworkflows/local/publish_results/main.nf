@@ -92,8 +92,11 @@ def resultSetProblem(Path folder, String sample) {
     if (!exists(folder)) {
         return null
     }
-    if (java.nio.file.Files.isSymbolicLink(folder) || !folder.isDirectory()) {
-        return 'is not a folder'
+    if (java.nio.file.Files.isSymbolicLink(folder)) {
+        return 'is a symbolic link'
+    }
+    if (!folder.isDirectory()) {
+        return 'is a file'
     }
     def foreign = folder.listFiles().collect { entry -> entry.name }.findAll { name -> !(name in resultFiles()) }.sort()
     if (foreign) {
@@ -122,7 +125,7 @@ def runFileProblem(Path file) {
         return null
     }
     if (java.nio.file.Files.isSymbolicLink(file) || !file.isFile()) {
-        return 'is not a file'
+        return 'is a symbolic link or a folder'
     }
     def ours = false
     if (file.name == 'report.html') {
@@ -159,9 +162,11 @@ def checkOutdir(Path outdir, List samples, Path sheet) {
     if (exists(outdir) && !outdir.isDirectory()) {
         error("--outdir ${shown}: is a file, not a folder")
     }
+    // hidden folders that publishing leaves only when the run dies (listed once: many samples)
+    def hidden = isLocal(outdir) && exists(outdir) ? outdir.listFiles().collect { entry -> entry.name }.findAll { name -> name.startsWith('.') } : []
     samples.each { sample ->
         def target = outdir.resolve(sample.id)
-        if (isLocal(target)) {
+        if (hidden.any { name -> name.startsWith(".${sample.id}.virnucpro-") }) {
             recoverResultSet(target)
         }
         def problem = resultSetProblem(target, sample.id)

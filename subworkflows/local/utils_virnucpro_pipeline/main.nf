@@ -23,7 +23,7 @@ workflow PIPELINE {
     def input = run.input.toString()
     def samples = inputSamples(input)
     def outdir = file(run.outdir.toString())
-    checkOutdir(outdir, samples, input.endsWith('.csv') ? file(input) : null)
+    checkOutdir(outdir, samples, isSamplesheet(input) ? file(input) : null)
     writeParams(outdir.resolve("pipeline_info/params_${run.trace_report_suffix}.json"), run)
 
     VIRNUCPRO(
@@ -157,7 +157,7 @@ def writeParams(Path target, Map run) {
  * each file is a sample named after it.
  */
 def inputSamples(String input) {
-    def samples = input.endsWith('.csv') ? samplesheetSamples(input) : fastaSamples(input)
+    def samples = isSamplesheet(input) ? samplesheetSamples(input) : fastaSamples(input)
     def seen = [:]
     samples.each { sample ->
         checkSample(sample)
@@ -168,6 +168,10 @@ def inputSamples(String input) {
         seen[key] = sample
     }
     return samples.sort { sample -> sample.id }
+}
+
+def isSamplesheet(String input) {
+    return input.toLowerCase().endsWith('.csv')
 }
 
 def fastaSamples(String input) {
@@ -258,9 +262,10 @@ def checkSample(Map sample) {
     if (sample.id.toLowerCase() in outputs) {
         error("${sample.where}: sample name '${sample.id}' would clash with the run's own outputs (${outputs.join(', ')}): rename it")
     }
-    // the tasks' command lines carry the staged file name in single quotes
-    if (sample.fasta.name =~ /['\p{Cntrl}]/) {
-        error("${sample.where}: the FASTA file name ${sample.fasta.name} holds a quote or a control character, which the tasks' command lines cannot carry: rename the file")
+    // the tasks' command lines carry the staged file name in single quotes, and Nextflow stages
+    // it with a command that leaves '$' to the shell
+    if (sample.fasta.name =~ /['$`\p{Cntrl}]/) {
+        error("${sample.where}: the FASTA file name ${sample.fasta.name} holds a quote, '\$', '`' or a control character, which the tasks' command lines cannot carry: rename the file")
     }
 }
 
