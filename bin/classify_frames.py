@@ -17,6 +17,7 @@ def build_parser():
     parser.add_argument("--dnabert", nargs="+", required=True, help="the DNABERT-S embeddings of every P.dnabert.NNNN shard of the sample (HDF5 from embed_dnabert.py), any order")
     parser.add_argument("--esm", nargs="+", required=True, help="the ESM-2 embeddings of every P.esm.NNNN shard of the sample (HDF5 from embed_esm.py), any order")
     parser.add_argument("--classifier", required=True, help="classifier: the original pickled MLPClassifier (.pth), a state dict (.pth/.pt) or .safetensors")
+    parser.add_argument("--models-json", help="models.json of STAGE_MODELS: the model's files must have the sha256 it records (checked before loading)")
     parser.add_argument("--out", required=True, help="predictions TSV: Sequence_ID, Prediction, score1 (others), score2 (virus)")
     parser.add_argument("--device", default="auto", help="auto (first CUDA GPU, else CPU), cpu, cuda or cuda:N")
     parser.add_argument("--metrics", help="write timings and counts to this JSON file")
@@ -28,11 +29,13 @@ def main(args) -> None:
 
     from virnucpro.atomic import atomic_open
     from virnucpro.classifier import EmbeddingSet, ShardInputs, check_input_dim, load_classifier, score_frames
-    from virnucpro.contracts import DNABERT, ESM, PREDICTIONS_SUFFIX, read_shards
+    from virnucpro.contracts import CLASSIFIER, DNABERT, ESM, PREDICTIONS_SUFFIX, read_shards, verify_model_files
     from virnucpro.embedding import resolve_device
     from virnucpro.metrics import write_metrics
 
     started = time.perf_counter()
+    if args.models_json:
+        verify_model_files(args.models_json, CLASSIFIER, args.classifier)
     device = resolve_device(args.device)
     model = load_classifier(args.classifier)
     manifest = read_shards(args.shards)

@@ -19,12 +19,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", default=contracts.DEFAULT_DNABERT_MODEL,
         help="DNABERT-S checkpoint directory (config.json, weights, tokenizer.json) or Hugging Face hub ID",
     )
+    parser.add_argument("--models-json", help="models.json of STAGE_MODELS: the model's files must have the sha256 it records (checked before loading)")
     return parser
 
 
 def main(args: argparse.Namespace) -> None:
-    from virnucpro import dnabert, embedding
+    from virnucpro import contracts, dnabert, embedding
 
+    if args.models_json:
+        contracts.verify_model_files(args.models_json, contracts.DNABERT, args.model)
     embedding.run(args, dnabert.sequence_problem, lambda: dnabert.open_checkpoint(args.model))
 
 

@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", default=contracts.DEFAULT_ESM_MODEL,
         help="fair-esm ESM-2 model name (read from the torch hub cache, downloaded there if missing) or a local .pt checkpoint",
     )
+    parser.add_argument("--models-json", help="models.json of STAGE_MODELS: the model's files must have the sha256 it records (checked before loading)")
     parser.add_argument("--layer", type=int, help="representation layer, 0 (embeddings) to the number of layers; omitted: the last, as the original")
     parser.add_argument(
         "--compile", choices=esm.COMPILE_MODES, default="auto",
@@ -29,8 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> None:
-    from virnucpro import embedding, esm
+    from virnucpro import contracts, embedding, esm
 
+    if args.models_json:
+        contracts.verify_model_files(args.models_json, contracts.ESM, args.model)
     embedding.run(args, esm.sequence_problem, lambda: esm.open_checkpoint(args.model, args.layer, args.compile))
 
 

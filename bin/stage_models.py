@@ -31,6 +31,9 @@ def main(args: argparse.Namespace) -> None:
         entries = staging.stage_tiny(args.outdir)
     else:
         entries = staging.stage_models(args.outdir, args.chunk_size, args.dnabert, args.esm, args.classifier)
+    manifest = args.outdir / contracts.MODEL_MANIFEST
+    if not manifest.exists():  # only the user's own models, nothing fetched: the pipeline expects the file
+        staging.write_manifest(manifest, {})
     staging.write_models_json(args.outdir, entries)
     # the pipeline reports this step's version from here: a storeDir task reused from the
     # cache runs no command, so its version cannot come from running --version

@@ -6,9 +6,11 @@ byte, those of the bin scripts run by hand with the modules' command lines."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import uuid
@@ -18,7 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nextflow_cli import PARSERS, nextflow
+from conftest import NEXTFLOW_TIMEOUT
+from nextflow_cli import PARSERS, nextflow, nextflow_started, record_options
 from nf_modules import MODULES, REPO, command_template, render
 
 ENTRY = "tests/pipeline/main.nf"
@@ -49,7 +52,9 @@ class Run:
         return self.result.stdout + self.result.stderr
 
     def trace(self) -> list[dict[str, str]]:
-        return read_tsv(self.outdir / "pipeline_info" / "execution_trace.txt")
+        traces = sorted((self.outdir / "pipeline_info").glob("execution_trace_*.txt"))
+        assert len(traces) == 1, traces
+        return read_tsv(traces[0])
 
 
 def read_tsv(path: Path) -> list[dict[str, str]]:
@@ -68,18 +73,9 @@ def process_of(row: dict[str, str]) -> str:
 def run_pipeline(nxf_home: Path, parser: str, root: Path, *args: str, work: Path | None = None) -> Run:
     outdir = root / "results"
     work = work or root / "work"
-    reports = []
-    if parser == "v2":
-        # Nextflow 25.04's strict parser reads ${params.outdir} in the trace, report, timeline and
-        # DAG file settings before the command line's --outdir applies (26.04 does not): the files
-        # are put where the config would put them
-        info = outdir / "pipeline_info"
-        reports = [
-            "-with-trace", str(info / "execution_trace.txt"), "-with-report", str(info / "execution_report.html"),
-            "-with-timeline", str(info / "execution_timeline.html"), "-with-dag", str(info / "pipeline_dag.html"),
-        ]
     result = nextflow(
-        nxf_home, parser, "run", ENTRY, "-profile", "test", "--outdir", str(outdir), "-work-dir", str(work), *reports, *args,
+        nxf_home, parser, "run", ENTRY, "-profile", "test", "--outdir", str(outdir), "-work-dir", str(work),
+        *record_options(parser, outdir), *args,
     )
     return Run(result, outdir, work)
 
@@ -143,6 +139,7 @@ def by_hand(tmp_path_factory) -> Path:
         "classifier_option": "", "args": "--tiny",
     })
     models = {kind: work / key / entry["path"] for kind, entry in json.loads((work / key / "models.json").read_text()).items()}
+    models_json = str(work / key / "models.json")
     all_metrics: list[str] = []
     calls: list[str] = []
     for sample, fasta in SAMPLES.items():
@@ -151,18 +148,19 @@ def by_hand(tmp_path_factory) -> Path:
         shards = read_tsv(work / f"{sample}.shards.tsv")
         embeddings: dict[str, list[str]] = {"dnabert": [], "esm": []}
         for shard in [row["shard"] for row in shards if row["kind"] == "dnabert"]:
-            run_module("embed_dnabert", {"fna": f"{shard}.fna", "model": str(models["dnabert"]), "meta.shard": shard, "device": "cpu", "args": EMBED_ARGS})
+            run_module("embed_dnabert", {"fna": f"{shard}.fna", "model": str(models["dnabert"]), "models_json": models_json, "meta.shard": shard, "device": "cpu", "args": EMBED_ARGS})
             embeddings["dnabert"].append(f"{shard}.h5")
             sample_metrics.append(f"{shard}.embed.json")
         for shard in [row["shard"] for row in shards if row["kind"] == "esm"]:
-            run_module("embed_esm", {"faa": f"{shard}.faa", "checkpoint": str(models["esm"]), "meta.shard": shard, "device": "cpu", "args": EMBED_ARGS})
+            run_module("embed_esm", {"faa": f"{shard}.faa", "checkpoint": str(models["esm"]), "models_json": models_json, "meta.shard": shard, "device": "cpu", "args": EMBED_ARGS})
             embeddings["esm"].append(f"{shard}.h5")
             sample_metrics.append(f"{shard}.embed.json")
         predictions = []
         for shard in [row["shard"] for row in shards if row["kind"] == "frames"]:
             run_module("classify_frames", {
                 "frames": f"{shard}.frames.tsv", "shards": f"{sample}.shards.tsv", "dnabert.join(' ')": " ".join(embeddings["dnabert"]),
-                "esm.join(' ')": " ".join(embeddings["esm"]), "classifier": str(models["classifier"]), "meta.shard": shard, "args": "",
+                "esm.join(' ')": " ".join(embeddings["esm"]), "classifier": str(models["classifier"]), "models_json": models_json,
+                "meta.shard": shard, "args": "",
             })
             predictions.append(f"{shard}.predictions.tsv")
             sample_metrics.append(f"{shard}.classify.json")
@@ -255,7 +253,7 @@ def test_the_report_states_the_run(first_run):
     assert "Test models: these calls mean nothing" in html
 
 
-def test_pipeline_info(first_run):
+def test_pipeline_info(first_run, parser):
     run, _ = first_run
     info = run.outdir / "pipeline_info"
     models = json.loads((info / "models.json").read_text())
@@ -268,6 +266,32 @@ def test_pipeline_info(first_run):
     for process in PROCESSES:
         assert versions[process]["virnucpro"] == "0.1.0" and versions[process]["python"] == platform.python_version(), versions[process]
         assert all(isinstance(version, str) for version in versions[process].values())
+    # the run's records, named by the launch's trace_report_suffix (given on the command line to
+    # Nextflow 25.04's strict parser, see record_options)
+    records = sorted(path.name for path in info.iterdir() if path.name not in ("models.json", "virnucpro_software_mqc_versions.yml"))
+    params = json.loads(next(info.glob("params_*.json")).read_text())
+    suffix = "test" if parser == "v2" else params["trace_report_suffix"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d", params["trace_report_suffix"])
+    assert records == sorted([
+        f"execution_report_{suffix}.html", f"execution_timeline_{suffix}.html", f"execution_trace_{suffix}.txt",
+        f"pipeline_dag_{suffix}.html", f"params_{params['trace_report_suffix']}.json",
+    ])
+    # the parameters as the run used them: typed, whatever the parser passed
+    assert (params["chunk_size"], params["tiny_models"], params["use_gpu"], params["outdir"]) == (500, True, False, str(run.outdir))
+
+
+def test_models_json_states_the_files_used(first_run, model_cache):
+    # every file an embedder or the classifier read, with its sha256, as the cache holds it
+    run, _ = first_run
+    models = json.loads((run.outdir / "pipeline_info" / "models.json").read_text())
+    (entry,) = model_cache.glob("virnucpro-models-*")
+    assert models == json.loads((entry / "models.json").read_text())
+    assert set(models["dnabert"]["files"]) == {"config.json", "tokenizer.json", "pytorch_model.bin"}
+    for role, model in models.items():
+        for name, digest in model["files"].items():
+            path = entry / model["path"] / name if role == "dnabert" else entry / model["path"]
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, path
+        assert all(digest in (run.outdir / "report.html").read_text() for digest in model["files"].values())
 
 
 STORED = "[skipping] Stored process > PIPELINE:VIRNUCPRO:STAGE_MODELS"
@@ -321,15 +345,38 @@ def test_an_invalid_record_fails_the_run_with_its_reason(tmp_path, nxf_home, par
     assert "PREPARE_FRAMES" in run.output
 
 
+def refused_at_start(run: Run, message: str) -> None:
+    """The run failed with ``message`` as its one error, before any task started."""
+    assert run.result.returncode != 0
+    errors = [line for line in run.output.splitlines() if "ERROR" in line or message in line]
+    assert len(errors) == 1 and message in errors[0], run.output[-3000:]
+    assert "no FASTA file found" not in run.output
+    assert not list(run.work.glob("*/*/.command.sh")), "a task started"
+
+
 @pytest.mark.parametrize("args, message", [
     (["--chunk_size", "abc"], "--chunk_size must be an integer, not 'abc'"),
-    (["--chunk_size", "400"], "--chunk_size must be 300 or 500, not 400"),
+    (["--chunk_size", "400"], "--chunk_size 400: must be 300 or 500: the published classifiers were trained on these chunk lengths"),
     (["--use_gpu", "maybe"], "--use_gpu must be true or false, not 'maybe'"),
 ])
 def test_bad_parameters_are_refused(tmp_path, nxf_home, parser, args, message):
-    run = run_pipeline(nxf_home, parser, tmp_path, *args)
-    assert run.result.returncode != 0
-    assert message in run.output, run.output[-3000:]
+    refused_at_start(run_pipeline(nxf_home, parser, tmp_path, *args), message)
+
+
+@pytest.mark.parametrize("source", ["command line", "params file"])
+def test_a_parameter_that_would_run_code_is_refused_before_any_task(tmp_path, nxf_home, parser, source):
+    # as a params file or a launch form (Seqera Platform) passes them: none may reach a shell as code
+    marker = tmp_path / "ran"
+    if source == "command line":
+        args = ["--dnabert_model", f"zhihan1996/$(touch {marker})"]
+        message = f"--dnabert_model 'zhihan1996/$(touch {marker})': must be a name, URL or path without quotes"
+    else:
+        params = tmp_path / "params.json"
+        params.write_text(json.dumps({"model_cache": f"{tmp_path}/cache`touch {marker}`"}))
+        args = ["-params-file", str(params)]
+        message = f"--model_cache '{tmp_path}/cache`touch {marker}`': must be a folder path or URL without quotes"
+    refused_at_start(run_pipeline(nxf_home, parser, tmp_path, *args), message)
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("sample", ["pipeline_info", "report.html", "Models.json"])
@@ -337,13 +384,133 @@ def test_sample_names_that_clash_with_run_outputs_are_refused(tmp_path, nxf_home
     sheet = tmp_path / "samples.csv"
     sheet.write_text(f"sample,fasta\n{sample},{SAMPLES['test']}\n")
     run = run_pipeline(nxf_home, parser, tmp_path, "--input", str(sheet))
-    assert run.result.returncode != 0
-    assert f"sample names {sample} would clash with the run's own outputs" in run.output, run.output[-3000:]
+    refused_at_start(run, f"{sheet}: row 2: sample name '{sample}' would clash with the run's own outputs")
 
 
 def test_a_samplesheet_row_naming_a_missing_fasta_is_refused(tmp_path, nxf_home, parser):
+    # one error, naming the file and row (no second, wrong "no FASTA file found")
     sheet = tmp_path / "samples.csv"
     sheet.write_text(f"sample,fasta\ngood,{SAMPLES['test']}\nlost,{tmp_path / 'missing.fa'}\n")
     run = run_pipeline(nxf_home, parser, tmp_path, "--input", str(sheet))
+    refused_at_start(run, f"{sheet}: row 3: FASTA file {tmp_path / 'missing.fa'} does not exist")
+
+
+def test_a_sample_folder_holding_user_files_is_refused_at_start(tmp_path, nxf_home, parser):
+    # the common layout proj/s1/s1.fa with --outdir proj: publishDir would have replaced proj/s1/
+    # whole, the user's FASTA and notes with it
+    project = tmp_path / "results"
+    fasta = project / "s1" / "s1.fa"
+    fasta.parent.mkdir(parents=True)
+    shutil.copy(SAMPLES["test"], fasta)
+    (project / "s1" / "notes.txt").write_text("sequenced 2024-05-01\n")
+    before = {path: path.read_bytes() for path in project.rglob("*") if path.is_file()}
+    run = run_pipeline(nxf_home, parser, tmp_path, "--input", str(fasta))
+    refused_at_start(run, f"--outdir {project}: {project / 's1'} holds 'notes.txt', which this pipeline did not write")
+    assert all(path.read_bytes() == content for path, content in before.items())
+
+
+def test_a_model_changed_in_the_cache_is_refused_naming_it(tmp_path, nxf_home, parser, model_cache, first_run):
+    # STAGE_MODELS is skipped for a stored entry: the tasks that use a model check its files
+    cache = shutil.copytree(model_cache, tmp_path / "cache")
+    (entry,) = cache.glob("virnucpro-models-*")
+    models = json.loads((entry / "models.json").read_text())
+    tokenizer = entry / models["dnabert"]["path"] / "tokenizer.json"
+    tokenizer.write_text(tokenizer.read_text().replace('"ACGT"', '"ACGA"', 1))
+    run = run_pipeline(nxf_home, parser, tmp_path, *CLI_PARAMS, "--model_cache", str(cache))
     assert run.result.returncode != 0
-    assert f"{sheet}: row 3: FASTA file {tmp_path / 'missing.fa'} does not exist" in run.output, run.output[-3000:]
+    found = hashlib.sha256(tokenizer.read_bytes()).hexdigest()
+    message = f"{tokenizer}: sha256 {found}, but STAGE_MODELS recorded {models['dnabert']['files']['tokenizer.json']}"
+    assert message in run.output and "EMBED_DNABERT" in run.output, run.output[-4000:]
+    assert not (run.outdir / "test").exists()
+
+
+# ---------------------------------------------------------------- stub runs (the default parser)
+# -stub-run: the tasks' stub: blocks, so that what Nextflow does around them (storeDir, publishing,
+# the run's records) is shown in seconds rather than minutes
+
+
+def stub_run(nxf_home: Path, root: Path, *args: str) -> subprocess.Popen:
+    """A stub run of the test profile (default parser), started in the background."""
+    return nextflow_started(
+        nxf_home, "v1", "run", ENTRY, "-profile", "test", "-stub-run", "--outdir", str(root / "results"),
+        "-work-dir", str(root / "work"), *args,
+    )
+
+
+def finished(process: subprocess.Popen, root: Path) -> Run:
+    output, _ = process.communicate(timeout=NEXTFLOW_TIMEOUT)
+    return Run(subprocess.CompletedProcess(process.args, process.returncode, output, ""), root / "results", root / "work")
+
+
+@dataclass
+class StubRuns:
+    cache: Path
+    pair: list[Run]       # two runs staging into one fresh cache at once
+    barrier: Path
+    resumed: Run          # a later run, its cache entry half written; its input a fully quoted samplesheet
+    resumed_rows: list[dict[str, str]]  # its trace
+    resumed_records: dict[str, bytes]   # its pipeline_info/ files
+    failed_launch: Run    # then a launch into the same --outdir that fails at start
+
+
+@pytest.fixture(scope="module")
+def stub_runs(tmp_path_factory, nxf_home) -> StubRuns:
+    root = tmp_path_factory.mktemp("stub_runs")
+    cache, barrier = root / "cache", root / "barrier"
+    barrier.mkdir()
+    # both STAGE_MODELS tasks wait for each other, so both stage (neither finds the entry) and
+    # both move their files into the cache at the same time
+    config = root / "barrier.config"
+    config.write_text(
+        "process {\n    withName: 'STAGE_MODELS' {\n"
+        f"        beforeScript = 'touch {barrier}/$$; n=0; while [ $(ls {barrier} | wc -l) -lt 2 ] && [ $n -lt 1500 ]; do sleep 1; n=$((n + 1)); done'\n"
+        "    }\n}\n"
+    )
+    started = [stub_run(nxf_home, root / f"pair{index}", "--model_cache", str(cache), "-c", str(config)) for index in (1, 2)]
+    pair = [finished(process, root / f"pair{index}") for index, process in zip((1, 2), started)]
+
+    # half written: the models moved in, models.json and versions.txt not
+    (entry,) = cache.glob("virnucpro-models-*")
+    for name in ("models.json", "versions.txt"):
+        (entry / name).unlink(missing_ok=True)
+    sheet = root / "quoted.csv"  # as R's write.csv(row.names = FALSE) writes it, CRLF line ends
+    sheet.write_text('"sample","fasta"\r\n' + "".join(f'"{name}","{path}"\r\n' for name, path in SAMPLES.items()), newline="")
+    resumed = finished(stub_run(nxf_home, root / "later", "--model_cache", str(cache), "--input", str(sheet)), root / "later")
+    records = {path.name: path.read_bytes() for path in (resumed.outdir / "pipeline_info").iterdir()}
+    rows = resumed.trace() if resumed.result.returncode == 0 else []
+    failed = finished(stub_run(nxf_home, root / "later", "--chunk_size", "400"), root / "later")
+    return StubRuns(cache, pair, barrier, resumed, rows, records, failed)
+
+
+def test_two_runs_staging_into_one_fresh_cache_both_succeed(stub_runs):
+    assert len(list(stub_runs.barrier.iterdir())) == 2, "the two STAGE_MODELS tasks did not meet"
+    for run in stub_runs.pair:
+        assert run.result.returncode == 0, run.output[-4000:]
+        assert [row["status"] for row in run.trace() if process_of(row) == "STAGE_MODELS"] == ["COMPLETED"]
+        assert {path.name for path in run.outdir.iterdir()} == {"pipeline_info", "report.html", "virnucpro_mqc.tsv", *SAMPLES}
+
+
+def test_a_half_written_cache_entry_is_staged_again(stub_runs):
+    run = stub_runs.resumed
+    assert run.result.returncode == 0, run.output[-4000:]
+    assert STORED not in run.output
+    assert [row["status"] for row in stub_runs.resumed_rows if process_of(row) == "STAGE_MODELS"] == ["COMPLETED"]
+    (entry,) = stub_runs.cache.glob("virnucpro-models-*")
+    assert (entry / "models.json").is_file() and (entry / "versions.txt").is_file()
+
+
+def test_a_fully_quoted_samplesheet_runs(stub_runs):
+    run = stub_runs.resumed
+    assert {path.name for path in run.outdir.iterdir()} == {"pipeline_info", "report.html", "virnucpro_mqc.tsv", *SAMPLES}
+    assert json.loads((run.outdir / "test" / "summary.json").read_text())["sample"] == "test"
+
+
+def test_a_failed_launch_keeps_the_records_of_the_run_before(stub_runs):
+    failed = stub_runs.failed_launch
+    assert failed.result.returncode != 0 and "--chunk_size 400: must be 300 or 500" in failed.output
+    info = failed.outdir / "pipeline_info"
+    assert all((info / name).read_bytes() == content for name, content in stub_runs.resumed_records.items())
+    (trace,) = [name for name in stub_runs.resumed_records if name.startswith("execution_trace_")]
+    assert len(read_tsv(info / trace)) >= len(PROCESSES)
+    assert any(name.startswith("pipeline_dag_") for name in stub_runs.resumed_records)
+    assert len(list(info.glob("execution_trace_*.txt"))) == 2, "the failed launch has a trace of its own"

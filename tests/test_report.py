@@ -17,7 +17,10 @@ from virnucpro.report import REASONS_PER_STATUS, TOP_SEQUENCES, Histogram
 
 EVIL_ID = 'contig<script>alert("x")</script>&' + "very_long_identifier_" * 8
 MODELS = {
-    "dnabert": {"name": "zhihan1996/DNABERT-S", "path": "/models/dnabert", "sha256": "a" * 64},
+    "dnabert": {
+        "name": "zhihan1996/DNABERT-S", "path": "/models/dnabert", "sha256": "a" * 64,
+        "files": {"config.json": "d" * 64, "tokenizer.json": "e" * 64, "pytorch_model.bin": "a" * 64},
+    },
     "esm": {"name": "esm2_t36_3B_UR50D", "path": "/models/esm2.pt", "sha256": "b" * 64},
     "classifier": {"name": "500_model.pth", "path": "/models/500_model.pth", "sha256": "c" * 64},
 }
@@ -95,6 +98,8 @@ def test_report_content(tmp_path, run_inputs):
     assert "at least 0.5" in html
     for model in MODELS.values():
         assert model["sha256"] in html and model["name"] in html and model["path"] in html
+    # every file the embedder read, with its checksum (an older models.json: the weights' alone)
+    assert all(f"{name}: {digest}" in html for name, digest in MODELS["dnabert"]["files"].items())
     # embed_esm: 2 tasks, 150 items and 60,000 tokens (63,000 with padding) in 12 s -> 12.5 items/s, 5,000 tokens/s
     esm_row = re.search(r"<tr><td[^>]*>embed_esm</td>.*?</tr>", html).group(0)
     cells = re.findall(r"<td[^>]*>(.*?)</td>", esm_row)

@@ -24,8 +24,12 @@ SAMPLESHEET_SCHEMA = json.loads((REPO / "assets" / "schema_input.json").read_tex
 GROUP_KEYWORDS = {"title", "type", "fa_icon", "description", "required", "properties"}
 
 
+# a default computed when Nextflow reads the config (trace_report_suffix: the launch's time)
+COMPUTED = object()
+
+
 def config_params() -> dict[str, object]:
-    """The params block at the top of nextflow.config, as Python values."""
+    """The params block at the top of nextflow.config, as Python values (COMPUTED for an expression)."""
     text = (REPO / "nextflow.config").read_text()
     block = re.search(r"^params \{\n(.*?)^\}", text, re.MULTILINE | re.DOTALL).group(1)
     params = {}
@@ -34,7 +38,7 @@ def config_params() -> dict[str, object]:
         if not line:
             continue
         name, _, value = (part.strip() for part in line.partition("="))
-        params[name] = groovy_literal(value)
+        params[name] = COMPUTED if value.startswith("new ") else groovy_literal(value)
     return params
 
 
@@ -96,7 +100,7 @@ def test_parameters_match_the_config():
     schema = schema_params()
     assert set(schema) == set(config), f"only in schema: {set(schema) - set(config)}, only in config: {set(config) - set(schema)}"
     for name, default in config.items():
-        if default is None or default is False:  # unset, or a false switch (nf-core's schema lint): no default in the schema
+        if default is None or default is False or default is COMPUTED:  # unset, a false switch (nf-core's schema lint) or computed: no default in the schema
             assert "default" not in schema[name], name
         else:
             assert schema[name].get("default") == default and type(schema[name]["default"]) is type(default), name
@@ -130,20 +134,41 @@ def test_schema_is_valid_draft_2020_12():
 
 @pytest.mark.parametrize("profile", ["defaults", "test", "test_full"])
 def test_defaults_and_profiles_validate(profile):
-    values = {name: value for name, value in config_params().items() if value is not None}
+    values = {name: value for name, value in config_params().items() if value is not None and value is not COMPUTED}
     if profile != "defaults":
         values |= profile_params(profile)
     values.setdefault("input", "samples.csv")
     assert not [error.message for error in Draft202012Validator(SCHEMA).iter_errors(values)]
 
 
+REQUIRED = {"input": "samples.csv", "outdir": "results"}
+
+
 @pytest.mark.parametrize("name, value", [
     ("chunk_size", 400), ("chunk_size", "500"), ("threshold", 1.5), ("precision", "fp16"), ("use_gpu", "false"),
     ("shard_tokens", 0), ("input", "two words.fa"), ("min_length", -1), ("min_length", 1.5),
+    # values a shell would run, or read as an option, where they reach the tasks
+    ("dnabert_model", "zhihan1996/$(touch x)"), ("esm_model", "esm2_t36_3B_UR50D`touch x`"), ("classifier", "a'; touch x; '"),
+    ("classifier", "--help"), ("model_cache", '/data/"$HOME"'), ("model_cache", "/data/models\nx"), ("trace_report_suffix", "../x"),
 ])
 def test_wrong_values_are_refused(name, value):
-    values = {"input": "samples.csv", name: value}
-    assert list(Draft202012Validator(SCHEMA).iter_errors(values)), f"{name}={value!r} passed"
+    assert not list(Draft202012Validator(SCHEMA).iter_errors(REQUIRED))
+    errors = list(Draft202012Validator(SCHEMA).iter_errors(REQUIRED | {name: value}))
+    assert errors and {error.path[-1] for error in errors} == {name}, f"{name}={value!r}: {errors}"
+
+
+@pytest.mark.parametrize("name, value", [
+    ("dnabert_model", "/data/my models/DNABERT-S"), ("esm_model", "/data/esm2_t36_3B_UR50D.pt"),
+    ("classifier", "https://example.org/500_model.pth"), ("model_cache", "s3://bucket/virnucpro models"),
+])
+def test_paths_with_spaces_and_urls_pass(name, value):
+    assert not list(Draft202012Validator(SCHEMA).iter_errors(REQUIRED | {name: value}))
+
+
+def test_every_string_that_reaches_a_task_has_a_pattern():
+    # model names and paths go into the tasks' command lines, --model_cache into their environment
+    params = schema_params()
+    assert all("pattern" in params[name] and "errorMessage" in params[name] for name in ("dnabert_model", "esm_model", "classifier", "model_cache"))
 
 
 def test_input_takes_a_file_or_a_glob():

@@ -91,6 +91,7 @@ def test_local_models_are_used_in_place(tiny, tmp_path):
     )
     assert entries["dnabert"].path == str((tiny / "dnabert" / tiny_models.DNABERT_NAME).resolve())
     assert entries["dnabert"].sha256 == contracts.file_sha256(tiny / "dnabert" / tiny_models.DNABERT_NAME / "pytorch_model.bin")
+    assert set(entries["dnabert"].files) == {"config.json", "tokenizer.json", "pytorch_model.bin"}
     assert entries["esm"].name == tiny_models.ESM_NAME
     assert not any(entry.test_only for entry in entries.values())  # given by the user: real models as far as we know
     assert not outdir.exists() or not any(outdir.rglob("*.pt*")), "local models must not be copied"
@@ -147,9 +148,65 @@ def test_tiny_models_json(tiny):
         "esm": f"esm/{tiny_models.ESM_NAME}.pt",
         "classifier": f"classifier/{tiny_models.CLASSIFIER_NAME}.pth",
     }
-    for entry in models.values():
-        assert entry["sha256"] == staging.model_sha256(tiny / entry["path"])
+    dnabert = tiny / models["dnabert"]["path"]
+    assert models["dnabert"]["files"] == {
+        name: contracts.file_sha256(dnabert / name) for name in ("config.json", "tokenizer.json", "pytorch_model.bin")
+    }
+    for role, entry in models.items():
+        weights = contracts.model_files(role, tiny / entry["path"])
+        assert set(entry["files"]) == set(weights) and entry["sha256"] == contracts.file_sha256(list(weights.values())[-1])
         assert entry[contracts.TEST_ONLY] is True  # the report warns that the calls mean nothing
+
+
+@pytest.mark.parametrize("role", contracts.MODEL_ROLES)
+def test_the_staged_files_pass_their_check(tiny, role):
+    models = json.loads((tiny / contracts.MODELS_JSON).read_text())
+    contracts.verify_model_files(tiny / contracts.MODELS_JSON, role, tiny / models[role]["path"])
+
+
+def staged_copy(tiny: Path, tmp_path: Path) -> tuple[Path, dict]:
+    copy = shutil.copytree(tiny, tmp_path / "entry")
+    return copy, json.loads((copy / contracts.MODELS_JSON).read_text())
+
+
+@pytest.mark.parametrize("role, name", [("dnabert", "tokenizer.json"), ("dnabert", "config.json"), ("dnabert", "pytorch_model.bin"), ("esm", ""), ("classifier", "")])
+def test_a_file_changed_after_staging_is_refused_naming_it(tiny, tmp_path, role, name):
+    entry, models = staged_copy(tiny, tmp_path)
+    model = entry / models[role]["path"]
+    changed = model / name if name else model
+    with open(changed, "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(InputError, match="changed after staging") as error:
+        contracts.verify_model_files(entry / contracts.MODELS_JSON, role, model)
+    assert error.value.path == str(changed.resolve())
+    assert contracts.file_sha256(changed) in str(error.value) and models[role]["files"][changed.name] in str(error.value)
+    assert f"delete {entry.resolve()}" in str(error.value)
+
+
+def test_a_missing_file_is_refused_naming_it(tiny, tmp_path):
+    entry, models = staged_copy(tiny, tmp_path)
+    tokenizer = entry / models["dnabert"]["path"] / "tokenizer.json"
+    tokenizer.unlink()
+    with pytest.raises(InputError, match="missing") as error:
+        contracts.verify_model_files(entry / contracts.MODELS_JSON, "dnabert", tokenizer.parent)
+    assert error.value.path == str(tokenizer.resolve())
+
+
+def test_weights_added_after_staging_are_refused(tiny, tmp_path):
+    # model.safetensors is read in preference to pytorch_model.bin: one put there later is not the staged weights
+    entry, models = staged_copy(tiny, tmp_path)
+    dnabert = entry / models["dnabert"]["path"]
+    write(dnabert / "model.safetensors", b"other weights")
+    with pytest.raises(InputError, match="records no sha256 for model.safetensors"):
+        contracts.verify_model_files(entry / contracts.MODELS_JSON, "dnabert", dnabert)
+
+
+def test_a_models_json_without_file_checksums_is_refused(tiny, tmp_path):
+    entry, models = staged_copy(tiny, tmp_path)
+    del models["esm"]["files"]
+    (entry / contracts.MODELS_JSON).write_text(json.dumps(models))
+    with pytest.raises(InputError, match="no file checksums of the esm model"):
+        contracts.verify_model_files(entry / contracts.MODELS_JSON, "esm", entry / models["esm"]["path"])
 
 
 def test_tiny_models_are_reproducible(tiny, tmp_path):
@@ -209,3 +266,19 @@ def test_the_script_writes_its_version_beside_models_json(tmp_path):
     version = run_script("stage_models.py", "--version").stdout
     assert (tmp_path / "models" / contracts.VERSIONS_FILE).read_text() == version
     assert version.startswith("virnucpro ")
+
+
+@pytest.mark.parametrize("script, role, option", [
+    ("embed_dnabert.py", "dnabert", "--model"), ("embed_esm.py", "esm", "--model"), ("classify_frames.py", "classifier", "--classifier"),
+])
+def test_each_stage_refuses_a_changed_model_before_reading_anything(tiny, tmp_path, script, role, option):
+    entry, models = staged_copy(tiny, tmp_path)
+    model = entry / models[role]["path"]
+    changed = next(iter(contracts.model_files(role, model).values()))
+    changed.write_bytes(changed.read_bytes()[:-1])  # a truncated copy
+    inputs = {"classify_frames.py": ["--dnabert", "x.h5", "--esm", "y.h5"]}.get(script, ["--fasta", "missing.fa"])
+    result = run_script(script, *inputs, option, model, "--out", tmp_path / "out", "--models-json", entry / contracts.MODELS_JSON, check=False)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"ERROR [{script}] {changed.resolve()}: sha256 ") and "changed after staging" in lines[-1], result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()

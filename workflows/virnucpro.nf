@@ -29,14 +29,15 @@ workflow VIRNUCPRO {
         request.local_esm,
         request.local_classifier,
     )
-    models = STAGE_MODELS.out.models.map { dir -> stagedModels(dir, request) }
-    models_json = STAGE_MODELS.out.models.map { dir -> dir.resolve('models.json') }
+    // each model with the models.json whose checksums its tasks check it against
+    models_json = STAGE_MODELS.out.models_json
+    models = models_json.map { json -> stagedModels(json, request) }
 
     PREPARE_FRAMES(samples, request.chunk_size)
 
     // each distinct nucleotide and protein sequence of a sample is embedded once, in shards of its own
-    EMBED_DNABERT(PREPARE_FRAMES.out.dnabert.flatMap { meta, files -> shardItems(meta, files) }, models.map { model -> model.dnabert })
-    EMBED_ESM(PREPARE_FRAMES.out.esm.flatMap { meta, files -> shardItems(meta, files) }, models.map { model -> model.esm })
+    EMBED_DNABERT(PREPARE_FRAMES.out.dnabert.flatMap { meta, files -> shardItems(meta, files) }, models.map { model -> [model.dnabert, model.json] })
+    EMBED_ESM(PREPARE_FRAMES.out.esm.flatMap { meta, files -> shardItems(meta, files) }, models.map { model -> [model.esm, model.json] })
     // all embedding shards of a sample (groupKey knows how many), sorted: the order in which they
     // finish must not change a task's inputs (-resume)
     dnabert_per_sample = perSample(EMBED_DNABERT.out.embeddings.join(EMBED_DNABERT.out.metrics))
@@ -49,7 +50,7 @@ workflow VIRNUCPRO {
         .combine(dnabert_per_sample, by: 0)
         .combine(esm_per_sample, by: 0)
         .map { _id, meta, frames, shard_table, dnabert, _dnabert_metrics, esm, _esm_metrics -> [meta, frames, shard_table, dnabert, esm] }
-    CLASSIFY_FRAMES(classify_input, models.map { model -> model.classifier })
+    CLASSIFY_FRAMES(classify_input, models.map { model -> [model.classifier, model.json] })
 
     per_sample = perSample(CLASSIFY_FRAMES.out.predictions.join(CLASSIFY_FRAMES.out.metrics))
         .join(dnabert_per_sample)
@@ -83,24 +84,30 @@ workflow VIRNUCPRO {
     // emitted by name: Nextflow 25.04's strict parser loses `emit: name = value` (nf-lang 25.04.0)
     results = SUMMARIZE.out.results
     report = MAKE_REPORT.out.report
+    mqc = MAKE_REPORT.out.mqc
+    staging_version = STAGE_MODELS.out.versions
 
     emit:
     results         // channel: [ meta, folder of per-sample results ]
     report          // channel: report.html
-    models_json     // channel: models.json (a file inside the staged folder)
+    mqc             // channel: virnucpro_mqc.tsv
+    models_json     // channel: models.json of the staged models
+    staging_version // channel: versions.txt of STAGE_MODELS (a storeDir task reused runs no command)
 }
 
 /*
- * The staged models as process inputs. Fetched models: from models.json, paths relative to
- * its folder. The user's own files: the paths given (models.json holds the path STAGE_MODELS
- * saw inside its task, which is a copy in the task's scratch space on cloud executors).
+ * The staged models as process inputs, with their models.json. Fetched models: from
+ * models.json, paths relative to its folder. The user's own files: the paths given (models.json
+ * holds the path STAGE_MODELS saw inside its task, which is a copy in the task's scratch space
+ * on cloud executors).
  */
-def stagedModels(Path dir, Map request) {
-    def entries = new groovy.json.JsonSlurper().parseText(dir.resolve('models.json').text)
+def stagedModels(Path json, Map request) {
+    def entries = new groovy.json.JsonSlurper().parseText(json.text)
     return [
-        dnabert: request.local_dnabert ?: dir.resolve(entries.dnabert.path),
-        esm: request.local_esm ?: dir.resolve(entries.esm.path),
-        classifier: request.local_classifier ?: dir.resolve(entries.classifier.path),
+        dnabert: request.local_dnabert ?: json.resolveSibling(entries.dnabert.path),
+        esm: request.local_esm ?: json.resolveSibling(entries.esm.path),
+        classifier: request.local_classifier ?: json.resolveSibling(entries.classifier.path),
+        json: json,
     ]
 }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -361,7 +362,8 @@ def file_sha256(path: str | Path) -> str:
 # Datasets `ids` (UTF-8, the shard's frame order; chunked by rows) and `embeddings` (N x dim,
 # stored contiguously, so that readers map it and take any rows, near or scattered, at the cost
 # of reading them). Attributes: EMBEDDING_ATTRIBUTES.
-MODEL_ROLES = (DNABERT, ESM, "classifier")
+CLASSIFIER = "classifier"
+MODEL_ROLES = (DNABERT, ESM, CLASSIFIER)
 EMBEDDING_ATTRIBUTES = ("model_role", "model", "layer", "pooling", "precision", "dtype", "dim", "ids_sha256")
 # bf16 compute keeps 8 bits of mantissa: float16 storage (11 bits) keeps them all above 6e-5,
 # where float16 turns subnormal (an absolute error of at most 3e-8 below)
@@ -565,8 +567,9 @@ def _decodes(value: bytes) -> bool:
 
 
 # ---------------------------------------------------------------- STAGE_MODELS files
-# models.json: {role: {"name", "path", "sha256", "test_only"}}; test_only marks the seeded tiny
-# models of the test profile, whose calls mean nothing
+# models.json: {role: {"name", "path", "sha256", "files", "test_only"}}; files: the sha256 of every
+# file a stage reads of the model (model_files), sha256 the weights'; test_only marks the seeded
+# tiny models of the test profile, whose calls mean nothing
 MODELS_JSON = "models.json"
 TEST_ONLY = "test_only"
 MODEL_MANIFEST = "checksums.sha256"
@@ -580,3 +583,49 @@ DNABERT_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # in order of
 # what staging fetches from the hub: the files the embedder reads, never code
 DNABERT_HUB_FILES = (DNABERT_CONFIG_FILE, DNABERT_TOKENIZER_FILE, "tokenizer_config.json", "special_tokens_map.json", *DNABERT_WEIGHT_FILES)
 ESM_REGRESSION_SUFFIX = "-contact-regression.pt"
+
+
+def dnabert_weight_file(directory: Path) -> Path | None:
+    """The weight file the DNABERT-S embedder reads in ``directory``: the first of DNABERT_WEIGHT_FILES there."""
+    return next((directory / name for name in DNABERT_WEIGHT_FILES if (directory / name).is_file()), None)
+
+
+def model_files(role: str, model: Path) -> dict[str, Path]:
+    """The files a stage reads of the model at ``model``, by their name in models.json: for
+    DNABERT-S (a folder) its configuration, tokenizer and weights, for ESM-2 and the classifier
+    the file itself. STAGE_MODELS records their sha256; the stages check them before loading."""
+    if role != DNABERT:
+        return {model.name: model}
+    weights = dnabert_weight_file(model) or model / DNABERT_WEIGHT_FILES[0]
+    return {path.name: path for path in (model / DNABERT_CONFIG_FILE, model / DNABERT_TOKENIZER_FILE, weights)}
+
+
+def recorded_model_files(models_json: str | Path, role: str) -> dict[str, str]:
+    """The sha256 of each file of the ``role`` model that STAGE_MODELS recorded in models.json."""
+    try:
+        entry = json.loads(Path(models_json).read_text(encoding="utf-8"))[role]
+        files = entry["files"]
+    except (ValueError, TypeError, KeyError):
+        raise InputError(models_json, f"not a models.json of stage_models.py: no file checksums of the {role} model") from None
+    if not isinstance(files, dict) or not all(isinstance(digest, str) for digest in files.values()):
+        raise InputError(models_json, f"the {role} model's 'files' must map file names to sha256 digests")
+    return files
+
+
+def verify_model_files(models_json: str | Path, role: str, model: str | Path) -> None:
+    """Refuse the ``role`` model at ``model`` unless every file a stage reads of it has the
+    sha256 STAGE_MODELS recorded: a file changed, damaged or missing since it was staged (in the
+    model cache or in place) is never used."""
+    recorded = recorded_model_files(models_json, role)
+    entry = Path(models_json).resolve().parent  # the model cache entry when models.json is staged from it
+    advice = f"stage the models again (delete {entry}, the folder of its models.json, and run again)"
+    for name, staged in model_files(role, Path(model)).items():
+        path = staged.resolve()  # in the model cache, not the task's link to it
+        expected = recorded.get(name)
+        if expected is None:
+            raise InputError(path, f"{models_json} records no sha256 for {name} of the {role} model: {advice}")
+        if not path.is_file():
+            raise InputError(path, f"missing: STAGE_MODELS recorded it with sha256 {expected}; {advice}")
+        found = file_sha256(path)
+        if found != expected:
+            raise InputError(path, f"sha256 {found}, but STAGE_MODELS recorded {expected}: the file changed after staging; {advice}")

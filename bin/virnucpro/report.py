@@ -41,7 +41,9 @@ SUMMED_COLUMNS = ("chunks", "chunks_scored", "frames_scored")
 
 
 def read_models(path: str | Path) -> list[dict]:
-    """(role, name, path, sha256, test_only) of each model in models.json, the three pipeline models first."""
+    """(role, name, path, files, test_only) of each model in models.json, the three pipeline models first;
+    files: (name, sha256) of every file the stages read of it (the weights alone in an older
+    models.json without "files")."""
     data = load_json(path)
     if not isinstance(data, dict):
         raise InputError(path, "models.json must hold a JSON object keyed by model role")
@@ -49,8 +51,11 @@ def read_models(path: str | Path) -> list[dict]:
     models = []
     for role in roles:
         entry = data[role] if isinstance(data[role], dict) else {}
-        fields = {key: str(entry.get(key) or "") for key in ("name", "path", "sha256")}
-        models.append({"role": role, **fields, TEST_ONLY: entry.get(TEST_ONLY) is True})
+        files = entry.get("files") if isinstance(entry.get("files"), dict) else {"": entry.get("sha256")}
+        models.append({
+            "role": role, "name": str(entry.get("name") or ""), "path": str(entry.get("path") or ""),
+            "files": [(str(name), str(digest or "")) for name, digest in files.items()], TEST_ONLY: entry.get(TEST_ONLY) is True,
+        })
     return models
 
 
@@ -593,7 +598,13 @@ def _top_section(top: Sequence[TopRow]) -> str:
 
 def _models_section(models: Sequence[dict]) -> str:
     headers = [("", "model"), ("", "name"), ("", "path"), ("", "sha256")]
-    rows = [[("", escape(model["role"])), ("", escape(model["name"])), ("mono", escape(model["path"])), ("mono", escape(model["sha256"]))] for model in models]
+    rows = [
+        [
+            ("", escape(model["role"])), ("", escape(model["name"])), ("mono", escape(model["path"])),
+            ("mono", "<br>".join(escape(f"{name}: {digest}" if name else digest) for name, digest in model["files"])),
+        ]
+        for model in models
+    ]
     return "<h2>Models</h2>" + _table(headers, rows, ["11%", "21%", "34%", "34%"])
 
 

@@ -8,9 +8,11 @@ Layout of the output directory (a file already there is reused after verificatio
 - ``classifier/<file>``: the VirNucPro classifier
 - ``checksums.sha256``: sha256 of every fetched file (``sha256sum -c`` format), written on
   first fetch and checked on reuse
-- ``models.json``: ``{"dnabert"|"esm"|"classifier": {"name", "path", "sha256"}}``; ``path`` is
-  relative to the output directory for fetched models and absolute for the user's own files,
-  which are used in place (never copied).
+- ``models.json``: ``{"dnabert"|"esm"|"classifier": {"name", "path", "sha256", "files"}}``; ``path``
+  is relative to the output directory for fetched models and absolute for the user's own files,
+  which are used in place (never copied); ``sha256`` is that of the weights, ``files`` maps every
+  file a stage reads of the model (``contracts.model_files``) to its sha256, which the stages
+  check before loading it.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ PUBLISHED_CLASSIFIERS = {
 class ModelEntry:
     name: str
     path: str
-    sha256: str
+    sha256: str  # of the weights
+    files: dict[str, str]  # sha256 of every file a stage reads, by its name in contracts.model_files
     test_only: bool = False  # contracts.TEST_ONLY: a tiny model of the test profile
 
 
@@ -60,16 +63,15 @@ def git_blob_id(path: Path) -> str:
         return hashlib.file_digest(handle, lambda: hashlib.sha1(b"blob %d\0" % path.stat().st_size)).hexdigest()
 
 
-def dnabert_weight_file(directory: Path) -> Path:
-    for name in contracts.DNABERT_WEIGHT_FILES:  # the file the embedder will read
-        if (directory / name).is_file():
-            return directory / name
-    raise InputError(directory, f"a DNABERT-S directory needs one of {', '.join(contracts.DNABERT_WEIGHT_FILES)}")
-
-
-def model_sha256(path: Path) -> str:
-    """sha256 of a model file, or of the weight file of a DNABERT-S directory."""
-    return contracts.file_sha256(dnabert_weight_file(path) if path.is_dir() else path)
+def model_entry(role: str, name: str, shown_path: str, path: Path) -> ModelEntry:
+    """The models.json entry of the ``role`` model at ``path``: the sha256 of every file a stage
+    reads of it, the weights' (the last of contracts.model_files) also as ``sha256``."""
+    files = {}
+    for file_name, file in contracts.model_files(role, path).items():
+        if not file.is_file():
+            raise InputError(file, f"missing: the {contracts.ROLE_NAMES.get(role, role)} model {path} needs it")
+        files[file_name] = contracts.file_sha256(file)
+    return ModelEntry(name, shown_path, files[list(files)[-1]], files)
 
 
 def read_manifest(path: Path) -> dict[str, str]:
@@ -132,7 +134,8 @@ def download_snapshot(repo_id: str, target: Path) -> None:
         except Exception as error:  # the hub client raises many error types (HTTP, offline, missing repo)
             raise VirNucProError(f"cannot download {repo_id} from the Hugging Face hub ({error}); on a machine without internet access, stage the models where there is (see --model_cache)") from None
         shutil.rmtree(temporary / ".cache", ignore_errors=True)
-        dnabert_weight_file(temporary)
+        if contracts.dnabert_weight_file(temporary) is None:
+            raise VirNucProError(f"{repo_id} on the Hugging Face hub has none of {', '.join(contracts.DNABERT_WEIGHT_FILES)}")
 
 
 def local_path(spec: str) -> Path | None:
@@ -145,13 +148,13 @@ def local_path(spec: str) -> Path | None:
     return None
 
 
-def local_entry(name: str, path: Path) -> ModelEntry:
+def local_entry(role: str, name: str, path: Path) -> ModelEntry:
     resolved = path.resolve()
-    return ModelEntry(name, str(resolved), model_sha256(resolved))
+    return model_entry(role, name, str(resolved), resolved)
 
 
-def fetched_entry(name: str, outdir: Path, path: Path) -> ModelEntry:
-    return ModelEntry(name, path.relative_to(outdir).as_posix(), model_sha256(path))
+def fetched_entry(role: str, name: str, outdir: Path, path: Path) -> ModelEntry:
+    return model_entry(role, name, path.relative_to(outdir).as_posix(), path)
 
 
 def stage_dnabert(spec: str, outdir: Path) -> ModelEntry:
@@ -159,11 +162,11 @@ def stage_dnabert(spec: str, outdir: Path) -> ModelEntry:
     if path is not None:
         if not (path / contracts.DNABERT_CONFIG_FILE).is_file():
             raise InputError(path, f"not a DNABERT-S model directory (no {contracts.DNABERT_CONFIG_FILE})")
-        return local_entry(path.name, path)
+        return local_entry(contracts.DNABERT, path.name, path)
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", spec):
         raise InputError(spec, "neither a DNABERT-S directory nor a Hugging Face model ID (owner/name)")
     target = obtain(outdir, f"dnabert/{spec.replace('/', '--')}", lambda t: download_snapshot(spec, t))
-    return fetched_entry(spec, outdir, target)
+    return fetched_entry(contracts.DNABERT, spec, outdir, target)
 
 
 def stage_esm(spec: str, outdir: Path) -> ModelEntry:
@@ -171,12 +174,12 @@ def stage_esm(spec: str, outdir: Path) -> ModelEntry:
     if path is not None:
         if not path.is_file() or path.suffix != ".pt":
             raise InputError(path, "not a fair-esm checkpoint file (.pt)")
-        return local_entry(path.stem, path)
+        return local_entry(contracts.ESM, path.stem, path)
     if not re.fullmatch(r"esm2_t\d+_\w+", spec):
         raise InputError(spec, "neither a .pt file nor a fair-esm ESM-2 model name such as esm2_t36_3B_UR50D")
     target = obtain(outdir, f"esm/{spec}.pt", lambda t: download(contracts.ESM_MODEL_URL.format(name=spec), t))
     obtain(outdir, f"esm/{spec}{contracts.ESM_REGRESSION_SUFFIX}", lambda t: download(ESM_REGRESSION_URL.format(name=spec), t))
-    return fetched_entry(spec, outdir, target)
+    return fetched_entry(contracts.ESM, spec, outdir, target)
 
 
 def classifier_problem(path: Path, chunk_size: int) -> str | None:
@@ -198,16 +201,16 @@ def stage_classifier(spec: str | None, chunk_size: int, outdir: Path) -> ModelEn
         target = obtain(outdir, f"classifier/{name}", lambda t: download(published.url, t))
         if git_blob_id(target) != published.blob_id:
             raise InputError(target, f"git blob id {git_blob_id(target)} is not that of the published {name} ({published.blob_id}); delete it to fetch it again")
-        return fetched_entry(name, outdir, target)
+        return fetched_entry(contracts.CLASSIFIER, name, outdir, target)
     if spec.startswith(("https://", "http://")):
         name = spec.rstrip("/").rpartition("/")[2]
         target = obtain(outdir, f"classifier/{name}", lambda t: download(spec, t))
-        entry = fetched_entry(name, outdir, target)
+        entry = fetched_entry(contracts.CLASSIFIER, name, outdir, target)
     else:
         target = local_path(spec)
         if target is None or not target.is_file():
             raise InputError(spec, "the classifier must be a file or an http(s) URL")
-        entry = local_entry(target.name, target)
+        entry = local_entry(contracts.CLASSIFIER, target.name, target)
     problem = classifier_problem(target, chunk_size)
     if problem:
         raise InputError(target, f"{problem}: give the classifier trained on {chunk_size} bp chunks, or the matching --chunk_size")
@@ -226,9 +229,9 @@ def stage_tiny(outdir: Path) -> dict[str, ModelEntry]:
     obtain(outdir, tiny_models.esm_regression_path(esm).relative_to(outdir).as_posix(), write_esm)
     classifier = obtain(outdir, f"classifier/{tiny_models.CLASSIFIER_NAME}.pth", lambda t: tiny_models.write_classifier(t, TINY_SEEDS["classifier"]))
     entries = {
-        "dnabert": fetched_entry(tiny_models.DNABERT_NAME, outdir, dnabert_dir),
-        "esm": fetched_entry(tiny_models.ESM_NAME, outdir, esm),
-        "classifier": fetched_entry(classifier.name, outdir, classifier),
+        "dnabert": fetched_entry(contracts.DNABERT, tiny_models.DNABERT_NAME, outdir, dnabert_dir),
+        "esm": fetched_entry(contracts.ESM, tiny_models.ESM_NAME, outdir, esm),
+        "classifier": fetched_entry(contracts.CLASSIFIER, classifier.name, outdir, classifier),
     }
     return {role: replace(entry, test_only=True) for role, entry in entries.items()}
 

@@ -5,7 +5,7 @@ process CLASSIFY_FRAMES {
     input:
     // a frame shard with its sample's P.shards.tsv and every embedding file of the sample
     tuple val(meta), path(frames), path(shards), path(dnabert, arity: '1..*'), path(esm, arity: '1..*')
-    path(classifier)
+    tuple path(classifier), path(models_json)   // the classifier and the models.json that records its sha256
 
     output:
     tuple val(meta), path("${meta.shard}.predictions.tsv"), emit: predictions
@@ -15,7 +15,7 @@ process CLASSIFY_FRAMES {
     script:
     def args = task.ext.args ?: ''
     """
-    classify_frames.py --frames ${frames} --shards ${shards} --dnabert ${dnabert.join(' ')} --esm ${esm.join(' ')} --classifier ${classifier} --out ${meta.shard}.predictions.tsv --device cpu --metrics ${meta.shard}.classify.json --threads ${task.cpus} ${args}
+    classify_frames.py --frames ${frames} --shards ${shards} --dnabert ${dnabert.join(' ')} --esm ${esm.join(' ')} --classifier '${classifier}' --models-json '${models_json}' --out ${meta.shard}.predictions.tsv --device cpu --metrics ${meta.shard}.classify.json --threads ${task.cpus} ${args}
     """
 
     stub:

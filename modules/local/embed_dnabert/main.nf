@@ -4,7 +4,7 @@ process EMBED_DNABERT {
 
     input:
     tuple val(meta), path(fna)
-    path(model)
+    tuple path(model), path(models_json)   // the model and the models.json that records its files' sha256
 
     output:
     tuple val(meta), path("${meta.shard}.h5"), emit: embeddings
@@ -15,7 +15,7 @@ process EMBED_DNABERT {
     def args = task.ext.args ?: ''
     def device = task.accelerator ? (task.ext.device ?: 'cuda') : 'cpu'
     """
-    embed_dnabert.py --fasta ${fna} --model ${model} --out ${meta.shard}.h5 --device ${device} --metrics ${meta.shard}.embed.json --threads ${task.cpus} ${args}
+    embed_dnabert.py --fasta '${fna}' --model '${model}' --models-json '${models_json}' --out ${meta.shard}.h5 --device ${device} --metrics ${meta.shard}.embed.json --threads ${task.cpus} ${args}
     """
 
     stub:

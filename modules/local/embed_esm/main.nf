@@ -4,7 +4,7 @@ process EMBED_ESM {
 
     input:
     tuple val(meta), path(faa)
-    path(checkpoint)
+    tuple path(checkpoint), path(models_json)   // the model and the models.json that records its files' sha256
 
     output:
     tuple val(meta), path("${meta.shard}.h5"), emit: embeddings
@@ -15,7 +15,7 @@ process EMBED_ESM {
     def args = task.ext.args ?: ''
     def device = task.accelerator ? (task.ext.device ?: 'cuda') : 'cpu'
     """
-    embed_esm.py --fasta ${faa} --model ${checkpoint} --out ${meta.shard}.h5 --device ${device} --metrics ${meta.shard}.embed.json --threads ${task.cpus} ${args}
+    embed_esm.py --fasta '${faa}' --model '${checkpoint}' --models-json '${models_json}' --out ${meta.shard}.h5 --device ${device} --metrics ${meta.shard}.embed.json --threads ${task.cpus} ${args}
     """
 
     stub:

@@ -21,6 +21,7 @@ process MAKE_REPORT {
 
     stub:
     """
-    touch report.html virnucpro_mqc.tsv
+    echo '<!DOCTYPE html><html><head><title>VirNucPro report</title></head></html>' > report.html
+    echo '# id: "virnucpro"' > virnucpro_mqc.tsv
     """
 }

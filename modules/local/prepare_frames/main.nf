@@ -19,7 +19,7 @@ process PREPARE_FRAMES {
     script:
     def args = task.ext.args ?: ''
     """
-    prepare_frames.py --fasta ${fasta} --chunk-size ${chunk_size} --prefix ${meta.id} --metrics ${meta.id}.prepare_frames.json --threads ${task.cpus} ${args}
+    prepare_frames.py --fasta '${fasta}' --chunk-size ${chunk_size} --prefix ${meta.id} --metrics ${meta.id}.prepare_frames.json --threads ${task.cpus} ${args}
     """
 
     stub:

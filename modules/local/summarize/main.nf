@@ -16,13 +16,14 @@ process SUMMARIZE {
     // a sample without any kept frame has no shard and therefore no predictions
     def prediction_option = predictions ? "--predictions ${predictions.join(' ')}" : ''
     """
-    summarize.py --sample ${meta.id} ${prediction_option} --shards ${shards} --sequences ${sequences} --fasta ${fasta} --outdir ${meta.id} --chunk-size ${chunk_size} --metrics ${metrics.join(' ')} --threads ${task.cpus} ${args}
+    summarize.py --sample ${meta.id} ${prediction_option} --shards ${shards} --sequences ${sequences} --fasta '${fasta}' --outdir ${meta.id} --chunk-size ${chunk_size} --metrics ${metrics.join(' ')} --threads ${task.cpus} ${args}
     """
 
     stub:
     """
     mkdir ${meta.id}
-    touch ${meta.id}/prediction_results.txt ${meta.id}/prediction_results_highestscore.csv ${meta.id}/viral_sequences.fasta ${meta.id}/summary.json
+    touch ${meta.id}/prediction_results.txt ${meta.id}/prediction_results_highestscore.csv ${meta.id}/viral_sequences.fasta
     printf 'sample\\tsequence_id\\tcall\\n' > ${meta.id}/sequence_calls.tsv
+    echo '{"sample": "${meta.id}", "files": {}}' > ${meta.id}/summary.json
     """
 }

@@ -4,52 +4,46 @@
  * plugin, which CI runs offline).
  */
 
-include { VIRNUCPRO } from '../../../workflows/virnucpro'
+include { VIRNUCPRO       } from '../../../workflows/virnucpro'
+include { PUBLISH_RESULTS; checkOutdir; writeWhole } from '../publish_results'
 
 /*
- * The whole run: parameters typed, inputs resolved, the workflow run and its run information
- * written to --outdir/pipeline_info.
+ * The whole run: inputs resolved and --outdir checked before any task starts, the workflow run,
+ * and its results and run information published into --outdir.
  */
 workflow PIPELINE {
     take:
-    run     // params, typed as nextflow_schema.json gives them (typedParams)
+    run     // params, typed and checked against nextflow_schema.json (typedParams)
 
     main:
     if (!run.input) {
         error("--input is required: a FASTA file (plain or gzip), a glob of them, or a samplesheet CSV with columns sample,fasta")
     }
-    if (!(run.chunk_size in [300, 500])) {
-        error("--chunk_size must be 300 or 500, not ${run.chunk_size}: the published classifiers were trained on these chunk lengths")
-    }
-    // [meta, fasta] per sample. A samplesheet (.csv) names each sample (column sample) and its
-    // FASTA (column fasta: relative to the samplesheet's folder, absolute, or a URL); otherwise
-    // --input is a FASTA file or a glob and each file is a sample named after it.
-    // The checks run in map, not flatMap: flatMap reports a function's error() as an
-    // InvocationTargetException, without its message.
+    // read here, not in a channel: a refused input stops the run with its one error, before any task
     def input = run.input.toString()
-    def samples = input.endsWith('.csv')
-        ? channel.fromPath(input, checkIfExists: true).map { sheet -> samplesheetRows(sheet) }.flatMap()
-        : channel.fromPath(input, checkIfExists: true).map { fasta -> [sampleName(fasta), fasta] }
+    def samples = inputSamples(input)
+    def outdir = file(run.outdir.toString())
+    checkOutdir(outdir, samples, isSamplesheet(input) ? file(input) : null)
+    writeParams(outdir.resolve("pipeline_info/params_${run.trace_report_suffix}.json"), run)
+
     VIRNUCPRO(
-        samples.toSortedList { a, b -> a[0] <=> b[0] }.map { rows -> checkSamples(input, rows) }.flatMap(),
+        channel.fromList(samples.collect { sample -> [[id: sample.id], sample.fasta] }),
         modelRequest(run.dnabert_model, run.esm_model, run.classifier, run.chunk_size, run.tiny_models),
         // what only Nextflow knows of the run, for the report's run section
         channel.of(runInfo(run)).collectFile(name: 'run_info.json'),
     )
 
-    // a publishDir pattern cannot pick a file inside a declared output folder: copy it here
-    VIRNUCPRO.out.models_json.collectFile(name: 'models.json', storeDir: "${run.outdir}/pipeline_info")
-
     // a STAGE_MODELS task reused by storeDir runs no command (and storeDir allows no eval
     // output): stage_models.py writes its version beside models.json
-    def staging_version = VIRNUCPRO.out.models_json.map { json -> ['STAGE_MODELS', 'virnucpro', json.resolveSibling('versions.txt').text.trim()] }
+    def staging_version = VIRNUCPRO.out.staging_version.map { text -> ['STAGE_MODELS', 'virnucpro', text.text.trim()] }
     // MultiQC's software versions format (a *_mqc_versions.yml file): process -> {tool: version}
-    channel.topic('versions')
+    def versions = channel.topic('versions')
         .mix(staging_version)
         .unique()
-        .map { process, _tool, versions -> versionsYaml(process.tokenize(':').last(), toolVersions(versions)) }
+        .map { process, _tool, tool_versions -> versionsYaml(process.tokenize(':').last(), toolVersions(tool_versions)) }
         .mix(channel.of(versionsYaml('Workflow', [(workflow.manifest.name): workflow.manifest.version, Nextflow: nextflow.version.toString()])))
-        .collectFile(name: 'virnucpro_software_mqc_versions.yml', storeDir: "${run.outdir}/pipeline_info", sort: true, newLine: true)
+        .collectFile(name: 'virnucpro_software_mqc_versions.yml', sort: true, newLine: true)
+    PUBLISH_RESULTS(outdir, VIRNUCPRO.out.results, VIRNUCPRO.out.report, VIRNUCPRO.out.mqc, VIRNUCPRO.out.models_json, versions)
 }
 
 /*
@@ -86,17 +80,24 @@ def versionsYaml(String group, Map versions) {
 }
 
 /*
- * The parameters with the types nextflow_schema.json gives them. Nextflow's strict parser
- * (the default from 26.04) passes every command-line value as a string ('300', 'false').
+ * The parameters with the types nextflow_schema.json gives them, checked against its enum,
+ * pattern, minimum and maximum: the plugin-free entry refuses what nf-schema refuses, and both
+ * entries refuse before any task starts. Nextflow's strict parser (the default from 26.04)
+ * passes every command-line value as a string ('300', 'false').
  */
 def typedParams(Map given) {
-    def types = schemaTypes()
-    return given.collectEntries { name, value -> [name, typedValue(name, value, types[name])] }
+    def specs = schemaParams()
+    return given.collectEntries { name, value ->
+        def spec = specs[name] ?: [:]
+        def typed = typedValue(name, value, spec.type)
+        checkValue(name, typed, spec)
+        [name, typed]
+    }
 }
 
-def schemaTypes() {
+def schemaParams() {
     def schema = new groovy.json.JsonSlurper().parse(file("${moduleDir}/../../../nextflow_schema.json").toFile())
-    return schema['$defs'].values().collectEntries { group -> group.properties.collectEntries { name, spec -> [name, spec.type] } }
+    return schema['$defs'].values().collectEntries { group -> group.properties }
 }
 
 def typedValue(String name, value, type) {
@@ -116,43 +117,156 @@ def typedValue(String name, value, type) {
     error("--${name} must be ${type == 'integer' ? 'an integer' : type == 'number' ? 'a number' : 'true or false'}, not '${value}'")
 }
 
-def samplesheetRows(Path sheet) {
-    return sheet.splitCsv(header: true, strip: true).withIndex().collect { row, index ->
-        if (!row.sample || !row.fasta) {
-            error("${sheet}: row ${index + 2} needs both columns sample and fasta")
-        }
-        def fasta = isUrl(row.fasta) || row.fasta.startsWith('/') ? file(row.fasta) : sheet.parent.resolve(row.fasta)
-        if (!fasta.exists()) {
-            error("${sheet}: row ${index + 2}: FASTA file ${fasta} does not exist")
-        }
-        return [row.sample, fasta]
+def checkValue(String name, value, Map spec) {
+    if (value == null || value instanceof Boolean) {
+        return
     }
+    def problem = null
+    if (spec['enum'] != null && !(value in spec['enum'])) {
+        problem = "must be one of ${spec['enum'].join(', ')}"
+    }
+    else if (spec.pattern && !java.util.regex.Pattern.compile(spec.pattern).matcher(value.toString()).find()) {
+        problem = "must match ${spec.pattern}"
+    }
+    else if (spec.minimum != null && value instanceof Number && value < spec.minimum) {
+        problem = "must be at least ${spec.minimum}"
+    }
+    else if (spec.maximum != null && value instanceof Number && value > spec.maximum) {
+        problem = "must be at most ${spec.maximum}"
+    }
+    if (problem) {
+        error("--${name} ${value instanceof CharSequence ? "'${value}'" : value}: ${spec.errorMessage ?: problem}")
+    }
+}
+
+/*
+ * The run's parameters as the run uses them, to pipeline_info/params_<trace_report_suffix>.json
+ * (never over an existing file: each launch has its own).
+ */
+def writeParams(Path target, Map run) {
+    if (target.exists()) {
+        error("--outdir: ${target.toUriString()} exists: each launch writes its own parameters file (give another --trace_report_suffix)")
+    }
+    writeWhole(target) { path -> path.text = groovy.json.JsonOutput.prettyPrint(groovy.json.JsonOutput.toJson(run.sort())) + '\n' }
+}
+
+/*
+ * The samples of --input, sorted by name, each [id, fasta, where] (where: what an error names).
+ * A samplesheet (.csv) names each sample (column sample) and its FASTA (column fasta: relative to
+ * the samplesheet's folder, absolute, or a URL); otherwise --input is a FASTA file or a glob and
+ * each file is a sample named after it.
+ */
+def inputSamples(String input) {
+    def samples = isSamplesheet(input) ? samplesheetSamples(input) : fastaSamples(input)
+    def seen = [:]
+    samples.each { sample ->
+        checkSample(sample)
+        def key = sample.id.toLowerCase()
+        if (seen.containsKey(key)) {
+            error("${sample.where}: sample name '${sample.id}' is taken (${seen[key].where}): names must be unique, ignoring case as some file systems do")
+        }
+        seen[key] = sample
+    }
+    return samples.sort { sample -> sample.id }
+}
+
+def isSamplesheet(String input) {
+    return input.toLowerCase().endsWith('.csv')
+}
+
+def fastaSamples(String input) {
+    def found = files(input)
+    if (!found || !found.every { fasta -> fasta.exists() }) {
+        error("--input ${input}: ${input =~ /[*?\[{]/ ? 'no file matches it' : 'no such file'}")
+    }
+    return found.collect { fasta -> [id: sampleName(fasta), fasta: fasta, where: "--input ${input}: ${fasta.toUriString()}"] }
 }
 
 def sampleName(Path fasta) {
     return fasta.name.replaceFirst(/\.gz$/, '').replaceFirst(/\.(fa|fasta|fna|fas|fsa)$/, '')
 }
 
-def checkSamples(String input, List rows) {
-    if (!rows) {
-        error("--input ${input}: no FASTA file found")
+/*
+ * The rows of a samplesheet, read with Nextflow's CSV parser (the one splitCsv uses), double
+ * quotes as RFC 4180 has them, line by line so that each error names its row (its line number).
+ */
+def samplesheetSamples(String input) {
+    def sheet = file(input)
+    def shown = sheet.toUriString()
+    if (!sheet.exists()) {
+        error("--input ${shown}: no such file")
     }
-    def ids = rows.collect { row -> row[0] }
-    def bad = ids.findAll { id -> !(id ==~ /[A-Za-z0-9][A-Za-z0-9._-]*/) }
-    if (bad) {
-        error("--input ${input}: sample names may hold only letters, digits, '.', '_' and '-' (they name output folders): ${bad.join(', ')}")
+    if (sheet.isDirectory()) {
+        error("--input ${shown}: is a folder, not a samplesheet")
+    }
+    def rows = []
+    sheet.getText('UTF-8').replaceFirst(/^\uFEFF/, '').readLines().eachWithIndex { line, index ->
+        if (line.trim()) {
+            rows << [number: index + 1, fields: csvFields(line, "${shown}: row ${index + 1}")]
+        }
+    }
+    if (!rows) {
+        error("${shown}: empty samplesheet: it needs a header row sample,fasta and one row per sample")
+    }
+    def header = rows[0].fields
+    def columns = ['sample', 'fasta'].collectEntries { name -> [name, header.findIndexValues { column -> column == name }] }
+    def wrong = columns.findAll { _name, found -> found.size() != 1 }
+    if (wrong) {
+        error("${shown}: row ${rows[0].number}: the header must name the columns sample and fasta once each (it has: ${header.join(', ')})")
+    }
+    if (rows.size() == 1) {
+        error("${shown}: no samples: the samplesheet has a header row but no row below it")
+    }
+    return rows.drop(1).collect { row ->
+        def where = "${shown}: row ${row.number}"
+        // more fields than the header only as empty trailing ones (as spreadsheets write them)
+        if (row.fields.drop(header.size()).any { field -> field }) {
+            error("${where}: ${row.fields.size()} fields, but the header has ${header.size()}")
+        }
+        def id = row.fields[columns.sample[0]]
+        def fasta = row.fields[columns.fasta[0]]
+        if (!id || !fasta) {
+            error("${where}: the ${id ? 'fasta' : 'sample'} column is empty")
+        }
+        [id: id, fasta: samplesheetFasta(sheet, fasta, where), where: where]
+    }
+}
+
+def csvFields(String line, String where) {
+    try {
+        return new nextflow.util.CsvParser().setQuote('"').setStrip(true).parse(line)
+    }
+    catch (IllegalStateException _error) {
+        error("${where}: not valid CSV (a double quote that does not close a quoted field): ${line.take(200)}")
+    }
+}
+
+def samplesheetFasta(Path sheet, String text, String where) {
+    def fasta = isUrl(text) || text.startsWith('/') ? file(text) : sheet.resolveSibling(text)
+    def shown = isUrl(text) ? text : fasta.toUriString()
+    if (!fasta.exists()) {
+        error("${where}: FASTA file ${shown} does not exist")
+    }
+    if (fasta.isDirectory()) {
+        error("${where}: ${shown} is a folder, not a FASTA file")
+    }
+    return fasta
+}
+
+def checkSample(Map sample) {
+    if (!(sample.id ==~ /[A-Za-z0-9][A-Za-z0-9._-]*/)) {
+        error("${sample.where}: sample name '${sample.id}' may hold only letters, digits, '.', '_' and '-', and starts with a letter or digit (it names the output folder)")
     }
     // names at the top of --outdir, and beside the sample folders in MAKE_REPORT's task
     def outputs = ['pipeline_info', 'report.html', 'virnucpro_mqc.tsv', 'models.json']
-    def reserved = ids.findAll { id -> id.toLowerCase() in outputs }
-    if (reserved) {
-        error("--input ${input}: sample names ${reserved.join(', ')} would clash with the run's own outputs (${outputs.join(', ')}): rename them")
+    if (sample.id.toLowerCase() in outputs) {
+        error("${sample.where}: sample name '${sample.id}' would clash with the run's own outputs (${outputs.join(', ')}): rename it")
     }
-    def duplicated = ids.countBy { id -> id.toLowerCase() }.findAll { _id, count -> count > 1 }.keySet()
-    if (duplicated) {
-        error("--input ${input}: sample names must be unique (ignoring case, as on some file systems): ${duplicated.join(', ')}")
+    // the tasks' command lines carry the staged file name in single quotes, and Nextflow stages
+    // it with a command that leaves '$' to the shell
+    if (sample.fasta.name =~ /['$`\p{Cntrl}]/) {
+        error("${sample.where}: the FASTA file name ${sample.fasta.name} holds a quote, '\$', '`' or a control character, which the tasks' command lines cannot carry: rename the file")
     }
-    return rows.collect { id, fasta -> [[id: id], fasta] }
 }
 
 /*
@@ -165,7 +279,9 @@ def modelRequest(dnabert_model, esm_model, classifier_model, chunk_size, tiny_mo
     def dnabert = localModel(dnabert_model)
     def esm = localModel(esm_model)
     def classifier = classifier_model ? localModel(classifier_model) : null
-    def choice = [dnabert_model, esm_model, classifier_model ?: 'published', chunk_size, tiny_models]
+    // 'files': entries staged file by file with each file's sha256 in models.json; an entry of
+    // the earlier layout (one folder output, no per-file checksums) is not reused
+    def choice = [dnabert_model, esm_model, classifier_model ?: 'published', chunk_size, tiny_models, 'files']
     return [
         key: "virnucpro-models-${chunk_size}-${choice.join('|').md5().take(12)}",
         chunk_size: chunk_size,
