@@ -640,7 +640,7 @@ def _run_section(info: RunInfo, created: datetime) -> str:
     started = info.started.astimezone(timezone.utc)
     facts = [
         ("started", started.strftime("%Y-%m-%d %H:%M:%S UTC")),
-        ("wall time up to this report", f"{_duration((created - info.started).total_seconds())} (from the run's start to the creation of this page; "
+        ("wall time up to this report", f"{_duration((created - info.started).total_seconds())} (from the run's start, its first launch where it was resumed, to the creation of this page; "
                                         "Nextflow's execution report in pipeline_info/ has the whole run)"),
         ("pipeline", f"{info.pipeline} {info.pipeline_version}".strip()),
         ("Nextflow", info.nextflow_version),

@@ -30,7 +30,7 @@ workflow PIPELINE {
         channel.fromList(samples.collect { sample -> [[id: sample.id], sample.fasta] }),
         modelRequest(run.dnabert_model, run.esm_model, run.classifier, run.chunk_size, run.tiny_models),
         // what only Nextflow knows of the run, for the report's run section
-        channel.of(runInfo(run)).collectFile(name: 'run_info.json'),
+        channel.value(runInfoFile(run)),
     )
 
     // a STAGE_MODELS task reused by storeDir runs no command (and storeDir allows no eval
@@ -47,8 +47,24 @@ workflow PIPELINE {
 }
 
 /*
+ * run_info.json under the work folder, written by the first launch of a session with these
+ * parameters and read by every -resume of it: MAKE_REPORT's inputs stay the same, so a resumed
+ * run with nothing new to do reruns no task, the report included. Where the records go (outdir,
+ * trace_report_suffix) is left out: it changes no result (pipeline_info/params_*.json has it).
+ */
+def runInfoFile(Map run) {
+    def shaping = run.findAll { name, _value -> !(name in ['outdir', 'trace_report_suffix']) }
+    def key = groovy.json.JsonOutput.toJson(plainValues(shaping)).md5().take(16)
+    def target = workflow.workDir.resolve("virnucpro-run/${workflow.sessionId}-${key}/run_info.json")
+    if (!target.exists()) {
+        writeWhole(target) { path -> path.text = runInfo(shaping) }
+    }
+    return target
+}
+
+/*
  * The run as Nextflow knows it, as JSON for make_report.py --run-info: its start, command line,
- * versions and parameters (plain values; anything else as text).
+ * versions and parameters.
  */
 def runInfo(Map run) {
     def info = [
@@ -59,9 +75,14 @@ def runInfo(Map run) {
         profile: workflow.profile,
         command_line: workflow.commandLine,
         started: workflow.start.toString(),
-        params: run.collectEntries { name, value -> [name, value == null || value instanceof Number || value instanceof Boolean ? value : value.toString()] },
+        params: plainValues(run),
     ]
     return groovy.json.JsonOutput.prettyPrint(groovy.json.JsonOutput.toJson(info))
+}
+
+// null, numbers and booleans as they are, anything else as text
+def plainValues(Map run) {
+    return run.sort().collectEntries { name, value -> [name, value == null || value instanceof Number || value instanceof Boolean ? value : value.toString()] }
 }
 
 /*
