@@ -276,7 +276,7 @@ def test_each_stage_refuses_a_changed_model_before_reading_anything(tiny, tmp_pa
     model = entry / models[role]["path"]
     changed = next(iter(contracts.model_files(role, model).values()))
     changed.write_bytes(changed.read_bytes()[:-1])  # a truncated copy
-    inputs = {"classify_frames.py": ["--dnabert", "x.h5", "--esm", "y.h5"]}.get(script, ["--fasta", "missing.fa"])
+    inputs = {"classify_frames.py": ["--frames", "f.tsv", "--shards", "s.tsv", "--dnabert", "x.h5", "--esm", "y.h5"]}.get(script, ["--fasta", "missing.fa"])
     result = run_script(script, *inputs, option, model, "--out", tmp_path / "out", "--models-json", entry / contracts.MODELS_JSON, check=False)
     assert result.returncode == 1, result.stderr
     lines = result.stderr.strip().splitlines()
