@@ -151,7 +151,8 @@ print("torch.compile and Triton builds: ok, HOME", os.environ["HOME"])
 PYTHON
         "$1"/embed_esm.py --fasta *.faa --model *.pt --out "$2/compiled.h5" --metrics "$2/compiled.json" \
             --device cpu --precision fp32 --batch-tokens 4096 --no-progress --compile on
-        python - *.esm.h5 "$2/compiled.h5" "$2/compiled.json" <<"PYTHON"
+        shard=$(basename *.faa .faa)
+        python - "$shard.h5" "$2/compiled.h5" "$2/compiled.json" <<"PYTHON"
 import json, sys
 import h5py, numpy
 plain, compiled = (h5py.File(path, "r") for path in sys.argv[1:3])

@@ -108,10 +108,12 @@ nextflow_run() {
             -w "$0/work" --outdir "$0/results" "$@" > "$0/nextflow.out" 2>&1' "$run" "$project" "$@"
 }
 
-# trace_column RUN_DIR NAME: one column of the run's execution trace, by its header
+# trace_column RUN_DIR NAME: one column of the execution trace of the run's latest launch (each
+# launch writes its own, execution_trace_<launch time>.txt), by its header
 trace_column() {
+    local traces=("$1"/results/pipeline_info/execution_trace_*.txt)
     awk -F'\t' -v name="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == name) column = i; next } { print $column }' \
-        "$1/results/pipeline_info/execution_trace.txt"
+        "${traces[-1]}"
 }
 
 # all_tasks_are RUN_DIR STATUS: the run has tasks and every one has this status in the trace
